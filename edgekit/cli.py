@@ -1,0 +1,165 @@
+"""The `edgekit` command line: one thin function per command, heavy imports inside them.
+
+Exit codes: 0 ok, 1 a check failed (parity, tolerance), 2 bad input. A user's mistake prints one line
+on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from edgekit.errors import EdgekitError
+
+app = typer.Typer(
+    name="edgekit",
+    help="Train small PyTorch models, export verified ONNX bundles, run and benchmark them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn EdgekitError into one line on stderr and its exit code (2 bad input, 1 check failed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgekitError as exc:
+            _fail(str(exc), exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+@app.callback()
+def _setup() -> None:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[
+        str, typer.Argument(help="linear | logistic | cnn | lenet | rowlstm | charlm")
+    ],
+    data: Annotated[Path | None, typer.Option(help="data path (default: the built-in set)")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="passes over the data (default per model)")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate (default per model)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (default per model)")] = None,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same weights")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    out: Annotated[
+        Path | None, typer.Option(help="checkpoint directory (default runs/MODEL)")
+    ] = None,
+    cell: Annotated[
+        str, typer.Option(help="charlm: rnn|lstm|gru|scratch-rnn|scratch-lstm")
+    ] = "lstm",
+    layers: Annotated[int, typer.Option(help="charlm: recurrent layers")] = 2,
+    hidden: Annotated[int, typer.Option(help="charlm: hidden units per layer")] = 256,
+    embed: Annotated[int, typer.Option(help="charlm: embedding width; 0 = one-hot")] = 0,
+    seq_len: Annotated[int, typer.Option(help="charlm: characters per training window")] = 35,
+    max_chars: Annotated[
+        int | None, typer.Option(help="charlm: use only the first N chars")
+    ] = None,
+    image_size: Annotated[int, typer.Option(help="cnn: input side in pixels")] = 128,
+    samples: Annotated[int, typer.Option(help="cnn: synthetic images when no --data")] = 240,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train a zoo model and write a checkpoint (safetensors + JSON)."""
+    from edgekit.models import get_model
+    from edgekit.training import TrainOptions
+    from edgekit.training import train as run_training
+
+    get_model(model)  # unknown names fail before torch is imported
+    if model == "charlm":
+        from edgekit.models.registry import MODELS  # noqa: F401  (keeps the import cheap)
+
+        cells = ("rnn", "lstm", "gru", "scratch-rnn", "scratch-lstm")
+        if cell not in cells:
+            _fail(f"unknown --cell {cell!r}; known cells: {', '.join(cells)}", 2)
+    default_out = f"runs/{model}-{cell}" if model == "charlm" else f"runs/{model}"
+    opts = TrainOptions(
+        model=model,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed=embed,
+        seq_len=seq_len,
+        max_chars=max_chars,
+        image_size=image_size,
+        samples=samples,
+    )
+    opts.validate()
+    if data is not None and not data.exists():
+        _fail(f"--data not found: {data}", 2)
+    ckpt, result = run_training(
+        opts, out or Path(default_out), show_progress=not (quiet or as_json)
+    )
+    if as_json:
+        _print_json({"checkpoint": str(ckpt.path), "metrics": result.metrics, "data": result.data})
+        return
+    typer.echo(f"{model}: trained on {result.data.get('source')}")
+    for name, value in result.metrics.items():
+        typer.echo(f"  {name:>20} = {value:.4g}")
+    typer.echo(f"checkpoint: {ckpt.path}")
+
+
+@app.command()
+@user_errors
+def info(
+    path: Annotated[Path, typer.Argument(help="a checkpoint directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
+) -> None:
+    """Show a checkpoint's metadata (verifying its hashes)."""
+    from edgekit.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if as_json:
+        _print_json(ckpt.meta)
+        return
+    meta = ckpt.meta
+    typer.echo(
+        f"checkpoint {ckpt.path}  (format v{meta['format_version']}, sha256 {ckpt.sha256[:12]})"
+    )
+    typer.echo(f"  model   {meta['model']}  task {meta['task']}")
+    typer.echo(f"  config  {json.dumps(meta['config'])}")
+    if meta.get("labels"):
+        typer.echo(f"  labels  {meta['labels']}")
+    if meta.get("vocab"):
+        typer.echo(f"  vocab   {len(meta['vocab'])} characters")
+    typer.echo(f"  data    {meta['data'].get('source')}")
+    typer.echo("  metrics " + ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items()))
+    typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Datasets: seed tables, image folders, digits, text corpora. Everything offline."""

@@ -1,0 +1,78 @@
+"""Small file helpers: checked paths, hashes, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgekit.errors import InputError
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{what} must be a file, got a directory: {p}")
+    if p.stat().st_size == 0:
+        raise InputError(f"{what} is empty: {p}")
+    return p
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_writable(target: str | Path) -> None:
+    """Fail early, before any work, if `target` could not be created."""
+    target = Path(target).absolute()
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write to {target}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {target}: {ancestor} is not writable")
+
+
+@contextmanager
+def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside `final`; rename it into place only if the block succeeds.
+
+    A failure midway leaves nothing at `final` (and the old content, with force, untouched).
+    """
+    final = Path(final)
+    if final.exists() and not force:
+        raise InputError(f"{final} already exists; pass --force to replace it")
+    check_writable(final)
+    parent = final.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    except OSError as exc:
+        raise InputError(f"cannot write to {parent}: {exc.strerror}") from None
+    try:
+        yield tmp
+        if final.exists():
+            old = parent / f".{final.name}.old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""Checkpoints: a directory with weights.safetensors and checkpoint.json. Nothing is ever unpickled.
+
+checkpoint.json carries what is needed to rebuild and use the model (model name, config, task, vocab or
+labels, preprocessing), how it was trained (data description, options, metrics, library versions) and
+two hashes: `weights_sha256` of the safetensors file and `content_sha256` over the rest of the JSON, so a
+truncated or edited checkpoint is refused. This module is torch-free except `load_weights`/`build`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.files import atomic_directory, sha256_bytes, sha256_file
+
+FORMAT = "edgekit.checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+METADATA = "checkpoint.json"
+
+
+def _content_hash(meta: dict[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "content_sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.meta["model"])
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the whole checkpoint (metadata hash, which covers the weights hash)."""
+        return str(self.meta["content_sha256"])
+
+    def config(self) -> Any:
+        from edgekit.models import get_model
+
+        return get_model(self.model).config_from_dict(self.meta["config"])
+
+    def build(self) -> Any:
+        """The torch module with these weights, in eval mode, on the CPU."""
+        from safetensors.torch import load_file
+
+        from edgekit.models import get_model
+
+        module = get_model(self.model).build(self.config())
+        module.load_state_dict(load_file(str(self.weights_path)), strict=True)
+        return module.eval()
+
+
+def save_checkpoint(out: str | Path, module: Any, meta: dict[str, Any]) -> Checkpoint:
+    """Write atomically: a failure midway leaves any previous checkpoint at `out` untouched."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    with atomic_directory(out, force=True) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS))
+        meta["weights_sha256"] = sha256_file(tmp / WEIGHTS)
+        meta["content_sha256"] = _content_hash(meta)
+        (tmp / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return Checkpoint(Path(out), meta)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a checkpoint's metadata and weights hash (torch-free)."""
+    path = Path(path)
+    if path.is_file() and path.name in (METADATA, WEIGHTS):
+        path = path.parent
+    if not path.is_dir():
+        raise InputError(f"checkpoint not found: {path} (expected a directory with {METADATA})")
+    meta_file, weights = path / METADATA, path / WEIGHTS
+    for f in (meta_file, weights):
+        if not f.is_file():
+            raise InputError(f"{path} is not a checkpoint: {f.name} is missing")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_file}: corrupt checkpoint metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{meta_file}: not an edgekit checkpoint (no format {FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(
+            f"{path}: checkpoint format version {version} is newer than this edgekit "
+            f"reads ({FORMAT_VERSION}); upgrade edgekit"
+        )
+    if meta.get("content_sha256") != _content_hash(meta):
+        raise InputError(f"{meta_file}: metadata hash mismatch: the file was edited or damaged")
+    if sha256_file(weights) != meta.get("weights_sha256"):
+        raise InputError(
+            f"{weights}: sha256 does not match the checkpoint metadata: "
+            "the weights are truncated or were modified"
+        )
+    return Checkpoint(path, meta)

@@ -1,0 +1,132 @@
+"""The CLI: thin commands, one-line errors with exit code 2, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_train_and_info(tmp_path: Path) -> None:
+    out = tmp_path / "lm"
+    result = invoke(
+        "train",
+        "charlm",
+        "--hidden",
+        8,
+        "--layers",
+        1,
+        "--max-chars",
+        2000,
+        "--seq-len",
+        16,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["checkpoint"] == str(out)
+    assert payload["metrics"]["val_perplexity"] > 1
+    shown = invoke("info", out)
+    assert shown.exit_code == 0 and "charlm" in shown.output and "vocab" in shown.output
+    as_json = json.loads(invoke("info", out, "--json").output)
+    assert as_json["config"]["hidden"] == 8
+
+
+def test_train_prints_metrics_and_checkpoint(tmp_path: Path) -> None:
+    result = invoke("train", "linear", "--epochs", 50, "--out", tmp_path / "lin", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "mse" in result.output and f"checkpoint: {tmp_path / 'lin'}" in result.output
+
+
+def test_unknown_model_lists_known_ones() -> None:
+    assert_user_error(invoke("train", "resnet"), "unknown model 'resnet'", "linear", "charlm")
+
+
+def test_unknown_cell() -> None:
+    assert_user_error(invoke("train", "charlm", "--cell", "tcn"), "unknown --cell", "scratch-lstm")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--epochs", 0), ("--lr", -1), ("--batch-size", 0), ("--lr", 0)]
+)
+def test_non_positive_numbers(flag: str, value: int) -> None:
+    assert_user_error(invoke("train", "linear", flag, value), flag, "positive")
+
+
+def test_missing_data_path(tmp_path: Path) -> None:
+    assert_user_error(invoke("train", "charlm", "--data", tmp_path / "nope.txt"), "not found")
+
+
+def test_empty_data_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    assert_user_error(invoke("train", "charlm", "--data", tmp_path / "empty.txt"), "is empty")
+
+
+def test_text_too_short_or_monotonous(tmp_path: Path) -> None:
+    (tmp_path / "short.txt").write_text("hello world")
+    assert_user_error(invoke("train", "charlm", "--data", tmp_path / "short.txt"), "needs at least")
+    (tmp_path / "same.txt").write_text("a" * 5000)
+    assert_user_error(
+        invoke("train", "charlm", "--data", tmp_path / "same.txt"), "2 distinct characters"
+    )
+
+
+def test_class_folder_without_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "imgs" / "Cat").mkdir(parents=True)
+    (tmp_path / "imgs" / "Dog").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "Cat" / "a.png")
+    (tmp_path / "imgs" / "Dog" / "b.jpg").write_text("not an image")
+    assert_user_error(invoke("train", "cnn", "--data", tmp_path / "imgs"), "no valid image")
+
+
+def test_unwritable_out(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert_user_error(
+        invoke("train", "linear", "--epochs", 5, "--out", tmp_path / "file" / "ck"),
+        "cannot write to",
+        "is a file, not a directory",
+    )
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_damaged_checkpoint(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoints["linear"], ck)
+    (ck / "weights.safetensors").write_bytes(b"")
+    assert_user_error(invoke("info", ck), "truncated or were modified")
+    assert_user_error(invoke("info", tmp_path / "none"), "checkpoint not found")
+
+
+def test_cuda_missing_is_a_clear_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA, so --device cuda is valid here")
+    assert_user_error(invoke("train", "linear", "--device", "cuda"), "no CUDA GPU")
