@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -159,6 +160,89 @@ def info(
     typer.echo(f"  data    {meta['data'].get('source')}")
     typer.echo("  metrics " + ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items()))
     typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
+
+
+class Exporter(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint directory (from edgekit train)")],
+    out: Annotated[
+        Path | None, typer.Option(help="bundle directory (default bundles/NAME)")
+    ] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's)")] = None,
+    exporter: Annotated[Exporter, typer.Option(help="auto picks the one that passes parity")] = (
+        Exporter.auto
+    ),
+    atol: Annotated[
+        float | None, typer.Option(help="absolute tolerance (default per model)")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="relative tolerance (default per model)")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="recurrent models: greedy rollout steps checked")
+    ] = 200,
+    force: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+) -> None:
+    """Export a checkpoint to an ONNX bundle, proving parity with PyTorch first."""
+    from edgekit.exporters import bundle_from_checkpoint
+
+    target = out or Path("bundles") / checkpoint.resolve().name
+    path, manifest = bundle_from_checkpoint(
+        checkpoint, target, exporter.value, opset, atol, rtol, force, steps
+    )
+    if as_json:
+        _print_json(manifest)
+        return
+    from edgekit.parity import ParityReport
+
+    typer.echo(_report_table(manifest["parity"], ParityReport))
+    typer.echo(f"exporter: {manifest['exporter']['name']} (opset {manifest['exporter']['opset']})")
+    typer.echo(f"bundle: {path}")
+
+
+def _report_table(parity: dict[str, Any], report_cls: Any) -> str:
+    from edgekit.parity import CaseResult, OutputDiff, RolloutResult
+
+    report = report_cls(parity["reference"], parity["candidate"], parity["atol"], parity["rtol"])
+    for c in parity["cases"]:
+        outs = [OutputDiff(**o) for o in c["outputs"]]
+        report.cases.append(CaseResult(c["case"], outs, c["error"]))
+    if parity.get("rollout"):
+        report.rollout = RolloutResult(**parity["rollout"])
+    return report.table()
+
+
+@app.command()
+@user_errors
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="source checkpoint (default: manifest)")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="recurrent models: greedy rollout steps checked")
+    ] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Re-run the parity checks of a bundle against its source checkpoint; exit 0 or 1."""
+    from edgekit.exporters.bundle import verify_bundle
+
+    report = verify_bundle(bundle, checkpoint, steps)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(report.table())
+        typer.echo(f"verify: {'PASS' if report.passed else 'FAIL'} ({bundle})")
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

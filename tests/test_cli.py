@@ -130,3 +130,42 @@ def test_cuda_missing_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA, so --device cuda is valid here")
     assert_user_error(invoke("train", "linear", "--device", "cuda"), "no CUDA GPU")
+
+
+# --- export and verify ------------------------------------------------------------------------------
+
+
+def test_export_and_verify(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    result = invoke("export", tiny_checkpoints["charlm"], "--out", out, "--steps", 20)
+    assert result.exit_code == 0, result.output
+    assert "rollout 20 steps" in result.output and f"bundle: {out}" in result.output
+    verified = invoke("verify", out, "--steps", 10)
+    assert verified.exit_code == 0 and "verify: PASS" in verified.output
+    report = json.loads(invoke("verify", out, "--steps", 5, "--json").output)
+    assert report["passed"] is True
+    assert_user_error(invoke("export", tiny_checkpoints["charlm"], "--out", out), "--force")
+
+
+def test_export_frozen_axis_exits_1_with_the_table(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.conftest import train_tiny
+
+    ck = train_tiny("charlm", tmp_path / "ck", cell="scratch-rnn")
+    result = invoke("export", ck.path, "--out", tmp_path / "b", "--exporter", "dynamo")  # type: ignore[attr-defined]
+    assert result.exit_code == 1
+    assert "input tokens axis 1 (time) is frozen to 3" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_bad_inputs(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    assert_user_error(
+        invoke("export", tmp_path / "nope", "--out", tmp_path / "b"), "checkpoint not found"
+    )
+    assert_user_error(
+        invoke("export", tiny_checkpoints["linear"], "--out", tmp_path / "b", "--opset", 2),
+        "unsupported opset 2",
+    )
+    assert_user_error(invoke("verify", tmp_path), "not an edgekit bundle")

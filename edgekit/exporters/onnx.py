@@ -1,0 +1,119 @@
+"""torch -> ONNX with either exporter, and the static checks every exported graph must pass."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekit.errors import InputError
+from edgekit.exporters.adapters import script_loops
+from edgekit.iospec import IOContract
+
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
+MIN_OPSET = 14
+
+
+def check_opset(opset: int | None) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise InputError(f"unsupported opset {opset}; supported: {MIN_OPSET}..{newest}")
+
+
+def onnx_from_module(
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    contract: IOContract,
+    path: Path,
+    exporter: str,
+    opset: int | None = None,
+) -> list[str]:
+    """Export `module` to `path` (a single self-contained file); return the warnings it raised."""
+    opset = opset or DEFAULT_OPSET[exporter]
+    # the dynamo exporter logs a warning per torchvision op it cannot register; not our concern
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if exporter == "torchscript":
+            target, scripted = script_loops(module)
+            if scripted:  # trace the outer module; scripted submodules keep their loops
+                target = torch.jit.trace(target, example)
+            torch.onnx.export(
+                target,
+                example,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=contract.input_names,
+                output_names=contract.output_names,
+                dynamic_axes=contract.dynamic_axes(),
+            )
+        elif exporter == "dynamo":
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                input_names=contract.input_names,
+                output_names=contract.output_names,
+                dynamic_shapes=_dynamic_shapes(contract),
+                external_data=False,
+                verbose=False,
+            )
+        else:
+            raise InputError(f"unknown exporter {exporter!r}; known: auto, {', '.join(EXPORTERS)}")
+    return sorted(
+        {f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught}
+    )
+
+
+def _dynamic_shapes(contract: IOContract) -> tuple[dict[int, Any], ...]:
+    dims: dict[str, Any] = {}
+    shapes = []
+    for t in contract.inputs:
+        axes = {}
+        for i, d in enumerate(t.shape):
+            if isinstance(d, str):
+                axes[i] = dims.setdefault(d, torch.export.Dim(d, min=1, max=1 << 16))
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+def frozen_axes(path: Path, contract: IOContract) -> list[str]:
+    """Declared dynamic axes that the graph's inputs or outputs fix to a number."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found = []
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for v in values:
+            try:
+                spec = contract.spec(v.name)
+            except KeyError:
+                continue
+            dims = v.type.tensor_type.shape.dim
+            for axis, want in enumerate(spec.shape):
+                if isinstance(want, str) and axis < len(dims) and dims[axis].HasField("dim_value"):
+                    found.append(
+                        f"{kind} {v.name} axis {axis} ({want}) is frozen to {dims[axis].dim_value}"
+                    )
+    return found
+
+
+def finalize_graph(path: Path, metadata: dict[str, str]) -> None:
+    """Attach metadata and run the full ONNX checker (raises on an invalid graph)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path), full_check=True)

@@ -1,0 +1,199 @@
+"""The one routine that compares two backends on the same inputs (numpy only).
+
+A check compares every output, reports max abs and max rel difference and pass/fail against
+|candidate - reference| <= atol + rtol * |reference| (numpy.allclose semantics), and keeps all failing
+outputs, not just the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+Feeds = Mapping[str, np.ndarray]
+RunFn = Callable[[Feeds], Mapping[str, np.ndarray]]
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs: float
+    max_rel: float
+    passed: bool
+    detail: str = ""  # shape or dtype mismatch, non-finite values
+
+
+@dataclass
+class CaseResult:
+    case: str  # e.g. "export shapes B=2 T=3"
+    outputs: list[OutputDiff]
+    error: str = ""  # the candidate failed to run at all
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(o.passed for o in self.outputs)
+
+
+@dataclass
+class RolloutResult:
+    steps: int
+    max_state_drift: list[float]  # per step, max abs over every state tensor
+    max_logit_diff: float
+    first_token_mismatch: int | None  # step at which greedy tokens differ; None: never
+    final_drift: float
+    passed: bool
+    error: str = ""  # the candidate failed to run a step
+
+
+@dataclass
+class ParityReport:
+    reference: str
+    candidate: str
+    atol: float
+    rtol: float
+    cases: list[CaseResult] = field(default_factory=list)
+    rollout: RolloutResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        cases_ok = all(c.passed for c in self.cases)
+        return cases_ok and (self.rollout is None or self.rollout.passed)
+
+    def failures(self) -> list[str]:
+        lines = []
+        for c in self.cases:
+            if c.error:
+                lines.append(f"{c.case}: {c.error}")
+            for o in c.outputs:
+                if not o.passed:
+                    what = o.detail or f"max abs diff {o.max_abs:.3g}, max rel diff {o.max_rel:.3g}"
+                    lines.append(f"{c.case}: output {o.name}: {what}")
+        r = self.rollout
+        if r is not None and r.error:
+            lines.append(f"rollout: {r.error}")
+        elif r is not None and not r.passed:
+            lines.append(
+                f"rollout of {r.steps} steps: first greedy-token mismatch at step "
+                f"{r.first_token_mismatch}, final state drift {r.final_drift:.3g}"
+            )
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        for c, raw in zip(self.cases, d["cases"], strict=True):
+            raw["passed"] = c.passed
+        return d
+
+    def table(self) -> str:
+        """A plain-text table, one row per (case, output)."""
+        rows = [f"{'case':<34} {'output':<14} {'max abs':>10} {'max rel':>10}  result"]
+        for c in self.cases:
+            if c.error:
+                rows.append(f"{c.case:<34} {'-':<14} {'-':>10} {'-':>10}  FAIL ({c.error})")
+            for o in c.outputs:
+                verdict = "ok" if o.passed else f"FAIL{' (' + o.detail + ')' if o.detail else ''}"
+                rows.append(
+                    f"{c.case:<34} {o.name:<14} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  {verdict}"
+                )
+        r = self.rollout
+        if r is not None:
+            mismatch = (
+                "none" if r.first_token_mismatch is None else f"step {r.first_token_mismatch}"
+            )
+            rows.append(
+                f"{'rollout ' + str(r.steps) + ' steps':<34} {'state':<14} {r.final_drift:>10.3g} "
+                f"{'':>10}  {'ok' if r.passed else 'FAIL'} (max logit diff {r.max_logit_diff:.3g}, "
+                f"greedy mismatch: {mismatch})"
+            )
+        return "\n".join(rows)
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line (ONNX Runtime spreads the useful part over several)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
+def compare_outputs(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    atol: float,
+    rtol: float,
+) -> list[OutputDiff]:
+    diffs = []
+    for name, ref in reference.items():
+        ref = np.asarray(ref)
+        if name not in candidate:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing"))
+            continue
+        got = np.asarray(candidate[name])
+        if got.shape != ref.shape:
+            detail = f"shape {got.shape}, expected {ref.shape}"
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, detail))
+            continue
+        if got.size == 0:
+            diffs.append(OutputDiff(name, 0.0, 0.0, True))
+            continue
+        if not np.all(np.isfinite(got)) and np.all(np.isfinite(ref)):
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "non-finite values"))
+            continue
+        r64, g64 = ref.astype(np.float64), got.astype(np.float64)
+        abs_diff = np.abs(g64 - r64)
+        rel = abs_diff / np.maximum(np.abs(r64), 1e-12)
+        ok = bool(np.all(abs_diff <= atol + rtol * np.abs(r64)))
+        diffs.append(OutputDiff(name, float(abs_diff.max()), float(rel.max()), ok))
+    return diffs
+
+
+def compare_case(
+    case: str, feeds: Feeds, reference: RunFn, candidate: RunFn, atol: float, rtol: float
+) -> CaseResult:
+    expected = reference(feeds)
+    try:
+        got = candidate(feeds)
+    except Exception as exc:  # the candidate's own error is the finding
+        return CaseResult(case, [], error_line(exc))
+    return CaseResult(case, compare_outputs(expected, got, atol, rtol))
+
+
+def rollout(
+    reference: RunFn,
+    candidate: RunFn,
+    prompt: np.ndarray,  # (1, T0) int64
+    initial_state: dict[str, np.ndarray],  # state input name -> zeros
+    state_pairs: list[tuple[str, str]],  # (input name, output name)
+    steps: int,
+    atol: float,
+) -> RolloutResult:
+    """Prefill the prompt, then `steps` greedy one-token calls; each side carries its own state."""
+
+    def start(run: RunFn) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        out = run({"tokens": prompt, **initial_state})
+        return dict(out), {i: out[o] for i, o in state_pairs}
+
+    drift: list[float] = []
+    logit_diff = 0.0
+    mismatch: int | None = None
+    ref_out, ref_state = start(reference)
+    try:
+        cand_out, cand_state = start(candidate)
+    except Exception as exc:  # the candidate's own error is the finding
+        return RolloutResult(steps, drift, float("inf"), 0, float("inf"), False, error_line(exc))
+    for step in range(steps):
+        ref_logits, cand_logits = ref_out["logits"][:, -1], cand_out["logits"][:, -1]
+        logit_diff = max(logit_diff, float(np.abs(ref_logits - cand_logits).max()))
+        ref_tok, cand_tok = ref_logits.argmax(-1), cand_logits.argmax(-1)
+        if mismatch is None and not np.array_equal(ref_tok, cand_tok):
+            mismatch = step
+        ref_out = dict(reference({"tokens": ref_tok[:, None].astype(np.int64), **ref_state}))
+        cand_out = dict(candidate({"tokens": cand_tok[:, None].astype(np.int64), **cand_state}))
+        ref_state = {i: ref_out[o] for i, o in state_pairs}
+        cand_state = {i: cand_out[o] for i, o in state_pairs}
+        drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i, _ in state_pairs))
+    final = drift[-1] if drift else 0.0
+    passed = mismatch is None and final <= atol * 10 and logit_diff <= atol * 10
+    return RolloutResult(steps, drift, logit_diff, mismatch, final, passed)
