@@ -1,10 +1,31 @@
 """edgekit: small PyTorch models from training to fast, verified inference at the edge.
 
-Importing edgekit is cheap: heavy modules (torch, onnx, onnxruntime) load only when a function that
-needs them is called.
+    import edgekit
+    g = edgekit.load("bundles/charlm-lstm")      # numpy + onnxruntime only
+    print(g.generate("the ", 200))
+
+Importing edgekit is cheap: torch, onnx and onnxruntime load only when a function needs them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["__version__", "export", "load"]
+
+
+def load(
+    bundle: Any, device: str = "cpu", threads: int | None = None, cache_optimized: bool = False
+) -> Any:
+    """Load a bundle: a Classifier, Regressor or Generator, as its manifest says (torch-free)."""
+    from edgekit.runtimes.loader import load as _load
+
+    return _load(bundle, device, threads, cache_optimized)
+
+
+def export(*args: Any, **kwargs: Any) -> Any:
+    """Export any nn.Module to a validated bundle (see edgekit.exporters.bundle.export)."""
+    from edgekit.exporters.bundle import export as _export
+
+    return _export(*args, **kwargs)

@@ -169,3 +169,88 @@ def test_export_bad_inputs(tiny_checkpoints: dict[str, Path], tmp_path: Path) ->
         "unsupported opset 2",
     )
     assert_user_error(invoke("verify", tmp_path), "not an edgekit bundle")
+
+
+# --- classify, predict, generate ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_bundles(
+    tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    from edgekit.exporters import bundle_from_checkpoint
+
+    root = tmp_path_factory.mktemp("cli-bundles")
+    return {
+        m: bundle_from_checkpoint(tiny_checkpoints[m], root / m, steps=5)[0]
+        for m in ("cnn", "linear", "logistic", "charlm")
+    }
+
+
+def test_classify(cli_bundles: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = tmp_path / "a.jpg"
+    Image.new("RGB", (60, 60), (200, 30, 30)).save(img)
+    result = invoke("classify", cli_bundles["cnn"], img, "--top-k", 2, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload[0]["label"] in ("ellipse", "stripes") and len(payload[0]["top_k"]) == 2
+    assert_user_error(
+        invoke("classify", cli_bundles["cnn"], tmp_path / "nope.jpg"), "image not found"
+    )
+    (tmp_path / "bad.jpg").write_text("not an image")
+    assert_user_error(
+        invoke("classify", cli_bundles["cnn"], tmp_path / "bad.jpg"), "cannot read image"
+    )
+    assert_user_error(
+        invoke("classify", cli_bundles["linear"], img), "classify needs an image classifier"
+    )
+
+
+def test_predict(cli_bundles: dict[str, Path], tmp_path: Path) -> None:
+    result = invoke("predict", cli_bundles["linear"], "25,3", "30,2")
+    assert result.exit_code == 0 and "25,3 ->" in result.output
+    (tmp_path / "rows.csv").write_text("temperature\n-9\n9\n")
+    out = json.loads(
+        invoke("predict", cli_bundles["logistic"], "--csv", tmp_path / "rows.csv", "--json").output
+    )
+    assert [r["label"] for r in out] == ["stays in", "goes out"]
+    assert_user_error(invoke("predict", cli_bundles["linear"], "25"), "expects 2")
+    assert_user_error(invoke("predict", cli_bundles["linear"], "a,b"), "is not numbers")
+    assert_user_error(invoke("predict", cli_bundles["linear"]), "no rows given")
+
+
+def test_generate(cli_bundles: dict[str, Path]) -> None:
+    result = invoke(
+        "generate",
+        cli_bundles["charlm"],
+        "--prompt",
+        "the ",
+        "--max-new-tokens",
+        20,
+        "--temperature",
+        0,
+    )
+    assert result.exit_code == 0 and result.output.startswith("the ") and len(result.output) == 25
+    streamed = invoke(
+        "generate",
+        cli_bundles["charlm"],
+        "--prompt",
+        "the ",
+        "--max-new-tokens",
+        20,
+        "--temperature",
+        0,
+        "--stream",
+    )
+    assert streamed.output == result.output
+    assert_user_error(
+        invoke("generate", cli_bundles["charlm"], "--prompt", "€"), "not in the model's vocabulary"
+    )
+    assert_user_error(
+        invoke("generate", cli_bundles["linear"]), "generate needs a generation bundle"
+    )
+    assert_user_error(
+        invoke("generate", cli_bundles["charlm"], "--device", "cuda"), "CUDAExecutionProvider"
+    )

@@ -78,3 +78,97 @@ class OrtBackend(Backend):
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self._outputs, dict(feeds))
         return dict(zip(self._outputs, values, strict=True))
+
+
+class BoundStepper:
+    """Allocation-free recurrent stepping with IO binding and ping-pong state buffers.
+
+    Two state buffer sets A and B exist for a fixed batch size. Call k binds one set as `state_in.*`
+    and the other as `state_out.*`, then the roles swap, so step k's outputs are step k+1's inputs
+    with no copy, no per-step allocation and no dict building. On CPU the buffers are numpy arrays
+    wrapped (not copied) by OrtValues; on CUDA they are device OrtValues, so state never leaves the
+    GPU and only the token (in) and the logits row (out) cross to the host.
+    """
+
+    def __init__(self, backend: OrtBackend, batch: int) -> None:
+        contract = backend.contract
+        if not contract.state or contract.token_input is None:
+            raise InputError("stepping needs a recurrent bundle (state inputs and a token input)")
+        self.session = backend.session
+        self.batch = batch
+        self.pairs = [(p.input, p.output) for p in contract.state]
+        self.token_name = contract.token_input
+        on_gpu = backend.device != "cpu"
+        logits_spec = contract.outputs[0]
+        self.tokens = np.zeros((batch, 1), dtype=np.int64)  # written in place before each step
+        self.logits = np.zeros(logits_spec.concrete({"batch": batch, "time": 1}), np.float32)
+        self._token_value = ort().OrtValue.ortvalue_from_numpy(self.tokens)
+        self._logits_value = ort().OrtValue.ortvalue_from_numpy(self.logits)
+        self.buffers: list[dict[str, Any]] = []
+        for _ in range(2):
+            buf = {}
+            for name, _ in self.pairs:
+                shape = contract.spec(name).concrete({"batch": batch})
+                if on_gpu:
+                    buf[name] = ort().OrtValue.ortvalue_from_shape_and_type(
+                        shape, np.float32, "cuda", 0
+                    )
+                else:
+                    buf[name] = ort().OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
+            self.buffers.append(buf)
+        self.bindings = [self._binding(k) for k in range(2)]
+        self.current = 0  # self.buffers[current] holds the live state
+        self.reset()
+
+    def _binding(self, k: int) -> Any:
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.token_name, self._token_value)
+        binding.bind_ortvalue_output(self.session.get_outputs()[0].name, self._logits_value)
+        for name_in, name_out in self.pairs:
+            binding.bind_ortvalue_input(name_in, self.buffers[k][name_in])
+            binding.bind_ortvalue_output(name_out, self.buffers[1 - k][name_in])
+        return binding
+
+    def step(self) -> np.ndarray:
+        """Advance every stream by the tokens in `self.tokens`; return logits (batch, V) (a view)."""
+        self.session.run_with_iobinding(self.bindings[self.current])
+        self.current ^= 1
+        return self.logits[:, 0]
+
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed (batch, T) tokens in one call; return the last step's logits (batch, V)."""
+        if tokens.shape[0] != self.batch or tokens.ndim != 2 or tokens.shape[1] < 1:
+            raise InputError(f"prefill tokens must be ({self.batch}, T >= 1), got {tokens.shape}")
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.token_name, np.ascontiguousarray(tokens, dtype=np.int64))
+        logits_name = self.session.get_outputs()[0].name
+        binding.bind_output(logits_name, "cpu")
+        live, spare = self.buffers[self.current], self.buffers[1 - self.current]
+        for name_in, name_out in self.pairs:
+            binding.bind_ortvalue_input(name_in, live[name_in])
+            binding.bind_ortvalue_output(name_out, spare[name_in])
+        self.session.run_with_iobinding(binding)
+        self.current ^= 1
+        last = binding.get_outputs()[0].numpy()[:, -1]  # (batch, V)
+        self.logits[:, 0] = last
+        return self.logits[:, 0]
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: value.numpy().copy() for name, value in self.buffers[self.current].items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        live = self.buffers[self.current]
+        for name, value in live.items():
+            if name not in state:
+                raise InputError(f"state is missing {name!r}; expected {sorted(live)}")
+            arr = np.ascontiguousarray(state[name], dtype=np.float32)
+            if tuple(arr.shape) != tuple(value.shape()):
+                raise InputError(
+                    f"state {name}: shape {arr.shape}, expected {tuple(value.shape())}"
+                )
+            value.update_inplace(arr)
+
+    def reset(self) -> None:
+        self.set_state(
+            {n: np.zeros(v.shape(), np.float32) for n, v in self.buffers[self.current].items()}
+        )

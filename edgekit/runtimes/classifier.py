@@ -1,0 +1,102 @@
+"""Classifier and Regressor: the task APIs for image and tabular bundles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.runtimes.onnxruntime import OrtBackend
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float  # probability of `label`
+    top_k: list[tuple[str, float]]  # the k most likely labels, best first
+
+
+class _Task:
+    def __init__(self, backend: OrtBackend, manifest: dict[str, Any]) -> None:
+        self.backend = backend
+        self.manifest = manifest
+        self.input = backend.contract.inputs[0]
+        self.output = backend.contract.outputs[0].name
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def _batch(self, x: Any) -> np.ndarray:
+        """Images (paths, PIL, uint8 arrays), a float batch, or feature rows -> the model's input."""
+        rank = len(self.input.shape)
+        if isinstance(x, np.ndarray) and x.dtype != np.uint8:
+            arr = x.astype(np.float32, copy=False)
+            return arr[None] if arr.ndim == rank - 1 else arr
+        spec = self.manifest.get("preprocess")
+        if spec is None:  # tabular rows
+            arr = np.asarray(x, dtype=np.float32)
+            return arr[None] if arr.ndim == 1 else arr
+        from edgekit.preprocess import preprocess_images
+
+        if isinstance(x, (str, Path)) or not isinstance(x, Sequence | np.ndarray):
+            items: Sequence[Any] = [x]
+        elif isinstance(x, np.ndarray):
+            items = list(x) if x.ndim == 4 else [x]  # uint8 NHWC batch, or one HW(C) image
+        else:
+            items = x
+        try:
+            return preprocess_images(items, spec)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read image: {exc}") from None
+
+    def raw(self, x: Any) -> np.ndarray:
+        return self.backend.run({self.input.name: self._batch(x)})[self.output]
+
+
+class Classifier(_Task):
+    task = "classify"
+
+    @property
+    def labels(self) -> list[str]:
+        labels = self.manifest.get("labels")
+        return list(labels) if labels else [str(i) for i in range(self._classes())]
+
+    def _classes(self) -> int:
+        last = self.backend.contract.outputs[0].shape[-1]
+        return 2 if self.manifest.get("head") == "probability" else int(last)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """(N, C) class probabilities."""
+        out = self.raw(x).astype(np.float64)
+        if self.manifest.get("head") == "probability":  # one sigmoid output: P(class 1)
+            p1 = out[:, 0]
+            return np.stack([1 - p1, p1], axis=1)
+        z = out - out.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any, top_k: int = 1) -> list[Prediction]:
+        if top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {top_k}")
+        probs = self.predict_proba(x)
+        labels = self.labels
+        k = min(top_k, probs.shape[1])
+        results = []
+        for row in probs:
+            best = np.argsort(-row, kind="stable")[:k]
+            ranked = [(labels[i], float(row[i])) for i in best]
+            results.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+        return results
+
+
+class Regressor(_Task):
+    task = "regress"
+
+    def predict(self, rows: Any) -> np.ndarray:
+        """(N,) predictions for N feature rows."""
+        return self.raw(rows)[:, 0]

@@ -1,0 +1,176 @@
+"""Stateful character generation over a recurrent bundle: prefill once, then one bound call per token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.runtimes.onnxruntime import BoundStepper, OrtBackend
+from edgekit.runtimes.sampling import check_sampling, sample
+
+
+class GenerationSession:
+    """One independent stream: `feed(text)`, `step() -> char`, `state` (numpy), `reset()`."""
+
+    def __init__(self, generator: Generator, seed: int | None = None) -> None:
+        self._generator = generator
+        self._stepper = BoundStepper(generator.backend, batch=1)
+        self._rng = np.random.default_rng(seed)
+        self._ready = False  # logits for the next token are available
+
+    def feed(self, text: str) -> None:
+        """Run `text` through the model in one call (T = len(text)), continuing from the state."""
+        ids = self._generator.encode(text)
+        self._stepper.prefill(ids[None, :])
+        self._ready = True
+
+    def step(
+        self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+    ) -> str:
+        """Sample the next character, feed it back (one T = 1 call), and return it."""
+        if not self._ready:
+            raise InputError("feed() some text before step(): there is nothing to continue from")
+        token = int(sample(self._stepper.logits[:, 0], temperature, top_k, top_p, self._rng)[0])
+        self._stepper.tokens[0, 0] = token
+        self._stepper.step()
+        return self._generator.vocab[token]
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the recurrent state, by state input name, each (L, 1, H)."""
+        return self._stepper.get_state()
+
+    @state.setter
+    def state(self, value: dict[str, np.ndarray]) -> None:
+        self._stepper.set_state(value)
+        self._ready = False  # the logits belong to the old state: feed() before step()
+
+    def reset(self) -> None:
+        self._stepper.reset()
+        self._ready = False
+
+
+class Generator:
+    task = "generate"
+
+    def __init__(self, backend: OrtBackend, manifest: dict[str, Any]) -> None:
+        self.backend = backend
+        self.manifest = manifest
+        self.vocab: list[str] = list(manifest["vocab"])
+        self._index = {ch: i for i, ch in enumerate(self.vocab)}
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def encode(self, text: str) -> np.ndarray:
+        if not text:
+            raise InputError("the prompt is empty; give at least one character")
+        unknown = sorted({ch for ch in text if ch not in self._index})
+        if unknown:
+            raise InputError(
+                f"prompt characters not in the model's vocabulary: {unknown} "
+                f"(the vocabulary has {len(self.vocab)} characters from the training text)"
+            )
+        return np.fromiter((self._index[ch] for ch in text), dtype=np.int64, count=len(text))
+
+    def session(self, seed: int | None = None) -> GenerationSession:
+        return GenerationSession(self, seed)
+
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int = 100,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Yield generated characters as they are produced (a stop string itself is not yielded)."""
+        check_sampling(temperature, top_k, top_p)
+        if max_new_tokens < 0:
+            raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if any(not s for s in stops):
+            raise InputError("stop strings must not be empty")
+        hold = max((len(s) for s in stops), default=1) - 1  # chars that may still start a stop
+        session = self.session(seed)
+        session.feed(prompt)
+        pending = ""
+        for _ in range(max_new_tokens):
+            pending += session.step(temperature, top_k, top_p)
+            hit = next((s for s in stops if s in pending), None)
+            if hit is not None:
+                yield from pending[: pending.index(hit)]
+                return
+            if len(pending) > hold:
+                yield from pending[: len(pending) - hold]
+                pending = pending[len(pending) - hold :]
+        yield from pending
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 100,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> str:
+        """The generated continuation of `prompt` (without the prompt)."""
+        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 100,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> list[str]:
+        """Advance many independent streams with one batched call per step.
+
+        Prompts of different lengths are prefilled in groups of equal length (no padding, which
+        would change a recurrent state), then every stream steps together.
+        """
+        check_sampling(temperature, top_k, top_p)
+        if not prompts:
+            return []
+        encoded = [self.encode(p) for p in prompts]
+        stepper = BoundStepper(self.backend, batch=len(prompts))
+        state = stepper.get_state()
+        for length in sorted({len(e) for e in encoded}):
+            rows = [i for i, e in enumerate(encoded) if len(e) == length]
+            feeds = {"tokens": np.stack([encoded[i] for i in rows])}
+            for name, value in state.items():
+                feeds[name] = np.ascontiguousarray(value[:, rows])  # state is (L, B, H)
+            out = self.backend.run(feeds)
+            stepper.logits[rows, 0] = out[self.backend.contract.outputs[0].name][:, -1]
+            for p in self.backend.contract.state:
+                state[p.input][:, rows] = out[p.output]
+        stepper.set_state(state)
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        rng = np.random.default_rng(seed)
+        texts = [""] * len(prompts)
+        done = [False] * len(prompts)
+        for _ in range(max_new_tokens):
+            tokens = sample(stepper.logits[:, 0], temperature, top_k, top_p, rng)
+            stepper.tokens[:, 0] = tokens
+            stepper.step()
+            for i, tok in enumerate(tokens):
+                if not done[i]:
+                    texts[i] += self.vocab[int(tok)]
+                    hit = next((s for s in stops if s in texts[i]), None)
+                    if hit is not None:
+                        texts[i] = texts[i][: texts[i].index(hit)]
+                        done[i] = True
+            if all(done):
+                break
+        return texts

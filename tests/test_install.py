@@ -1,0 +1,43 @@
+"""An environment with only `edgekit[cpu]` (no torch) runs classify, predict and generate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekit.exporters import bundle_from_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"{ROOT}[cpu,images]"], check=True, capture_output=True)
+    freeze = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    assert "torch" not in freeze and "onnxruntime" in freeze
+    b = {
+        m: bundle_from_checkpoint(tiny_checkpoints[m], tmp_path / m, steps=0)[0]
+        for m in ("cnn", "linear", "charlm")
+    }
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (9, 99, 199)).save(tmp_path / "x.png")
+    ek = str(venv / "bin" / "edgekit")
+    for args in (
+        ["classify", str(b["cnn"]), str(tmp_path / "x.png")],
+        ["predict", str(b["linear"]), "25,3"],
+        ["generate", str(b["charlm"]), "--max-new-tokens", "10", "--seed", "1"],
+    ):
+        out = subprocess.run([ek, *args], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
