@@ -18,3 +18,19 @@ for name in linear logistic lenet rowlstm cnn charlm-lstm; do
 done
 step "verify charlm-lstm against its checkpoint"
 "$ek" verify "$runs/bundles/charlm-lstm"
+
+step "classify two generated images with the CNN bundle (torch-free runtime)"
+.venv/bin/python - "$runs" <<'PY'
+import sys
+from pathlib import Path
+from edgekit.data.images import synthetic_shapes
+out = Path(sys.argv[1]) / "images"
+out.mkdir(parents=True, exist_ok=True)
+for i, im in enumerate(synthetic_shapes(2, 160, seed=99).images):
+    im.save(out / f"sample-{i}.png")
+PY
+"$ek" classify "$runs/bundles/cnn" "$runs/images/sample-0.png" "$runs/images/sample-1.png" --top-k 2
+step "predict sales for two (temperature, price) rows"
+"$ek" predict "$runs/bundles/linear" 25,3 33,2.5
+step "generate 200 characters from the LSTM language model"
+"$ek" generate "$runs/bundles/charlm-lstm" --prompt "The " --max-new-tokens 200 --temperature 0.7 --seed 0
