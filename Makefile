@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup demo test lint typecheck fmt clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check edgekit tests benchmarks
 	$(BIN)/ruff format --check edgekit tests benchmarks
+
+fmt: setup
+	$(BIN)/ruff format edgekit tests benchmarks
+	$(BIN)/ruff check --fix edgekit tests benchmarks
 
 typecheck: setup
 	$(BIN)/mypy edgekit

@@ -23,7 +23,9 @@ def train_checkpoint(out: Path) -> Path:
     from edgekit.training import TrainOptions, train
 
     # a short seeded run: latency depends on the shapes (2 x 256 LSTM), not on how well it is trained
-    opts = TrainOptions(model="charlm", cell="lstm", layers=2, hidden=256, epochs=1, max_chars=40_000)
+    opts = TrainOptions(
+        model="charlm", cell="lstm", layers=2, hidden=256, epochs=1, max_chars=40_000
+    )
     ckpt, _ = train(opts, out)
     return ckpt.path
 
@@ -38,12 +40,16 @@ class RawLoop:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(str(bundle / "model.onnx"), so, providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(
+            str(bundle / "model.onnx"), so, providers=["CPUExecutionProvider"]
+        )
         v = len(manifest["vocab"])
         self.tok = np.zeros((1, 1), np.int64)
         self.logits = np.zeros((1, 1, v), np.float32)
-        pairs = [(s["input"], s["output"], [d if d != "batch" else 1 for d in s["shape"]])
-                 for s in manifest["state"]]
+        pairs = [
+            (s["input"], s["output"], [d if d != "batch" else 1 for d in s["shape"]])
+            for s in manifest["state"]
+        ]
         bufs = [{i: np.zeros(shape, np.float32) for i, _, shape in pairs} for _ in range(2)]
         self.bindings = []
         for k in range(2):
@@ -73,7 +79,9 @@ def timed(fn, n: int) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", type=Path, help="a 2-layer LSTM charlm checkpoint (default: train one)")
+    ap.add_argument(
+        "--checkpoint", type=Path, help="a 2-layer LSTM charlm checkpoint (default: train one)"
+    )
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=200, help="steps per backend per round")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
@@ -127,15 +135,26 @@ def main() -> None:
     rows = {}
     for name, ns in samples.items():
         us = np.array(ns) / 1e3
-        rows[name] = {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
-                      "mean_us": float(us.mean()), "n": len(us)}
+        rows[name] = {
+            "p50_us": float(np.percentile(us, 50)),
+            "p99_us": float(np.percentile(us, 99)),
+            "mean_us": float(us.mean()),
+            "n": len(us),
+        }
     g, r, t = rows["generator"], rows["raw-iobinding"], rows["torch-eager"]
     result = {
         "benchmark": "charlm 2x256 LSTM, batch 1, one-token step, CPU",
         "machine": {"cpu": _cpu_model(), "cores": _cores(), "python": platform.python_version()},
-        "versions": {"onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__},
-        "settings": {"ort_threads": args.threads, "torch_threads": torch.get_num_threads(),
-                     "rounds": args.rounds, "steps_per_round": args.steps},
+        "versions": {
+            "onnxruntime": __import__("onnxruntime").__version__,
+            "torch": torch.__version__,
+        },
+        "settings": {
+            "ort_threads": args.threads,
+            "torch_threads": torch.get_num_threads(),
+            "rounds": args.rounds,
+            "steps_per_round": args.steps,
+        },
         "rows": rows,
         "generator_vs_raw_p50": g["p50_us"] / r["p50_us"],
         "torch_vs_generator_p50": t["p50_us"] / g["p50_us"],
@@ -143,8 +162,10 @@ def main() -> None:
     print(f"{'backend':<16} {'p50 us':>9} {'p99 us':>9} {'mean us':>9}")
     for name, row in rows.items():
         print(f"{name:<16} {row['p50_us']:>9.1f} {row['p99_us']:>9.1f} {row['mean_us']:>9.1f}")
-    print(f"generator / raw loop (p50): {result['generator_vs_raw_p50']:.3f}   "
-          f"torch / generator (p50): {result['torch_vs_generator_p50']:.2f}x")
+    print(
+        f"generator / raw loop (p50): {result['generator_vs_raw_p50']:.3f}   "
+        f"torch / generator (p50): {result['torch_vs_generator_p50']:.2f}x"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
