@@ -16,12 +16,16 @@ __all__ = ["__version__", "export", "load"]
 
 
 def load(
-    bundle: Any, device: str = "cpu", threads: int | None = None, cache_optimized: bool = False
+    bundle: Any,
+    device: str = "cpu",
+    threads: int | None = None,
+    cache_optimized: bool = False,
+    cuda_graph: bool = False,
 ) -> Any:
     """Load a bundle: a Classifier, Regressor or Generator, as its manifest says (torch-free)."""
     from edgekit.runtimes.loader import load as _load
 
-    return _load(bundle, device, threads, cache_optimized)
+    return _load(bundle, device, threads, cache_optimized, cuda_graph)
 
 
 def export(*args: Any, **kwargs: Any) -> Any:

@@ -21,6 +21,7 @@ Torch-free: the runtime reads bundles with this module. Schema (version 1):
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,14 @@ SCHEMA_VERSION = 1
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
     """Record the hash of every file in `bundle_dir`, then write the manifest."""
     files = {}
-    for f in sorted(p for p in bundle_dir.iterdir() if p.is_file() and p.name != MANIFEST):
+    for f in sorted(p for p in bundle_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if f.name == MANIFEST:
+            continue
         files[f.name] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
     manifest["files"] = files
-    (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp = bundle_dir / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, bundle_dir / MANIFEST)  # atomic: a reader never sees a half-written manifest
 
 
 def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]:

@@ -32,11 +32,14 @@ def load(
     device: str = "cpu",
     threads: int | None = None,
     cache_optimized: bool = False,
+    cuda_graph: bool = False,
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto").
 
     Every file is checked against the manifest's sha256 first. With `cache_optimized`, ONNX Runtime's
     optimised graph is saved to BUNDLE/.cache/ (a later load can inspect it; the bundle is unchanged).
+    `cuda_graph` (device "cuda") captures the Generator's one-token step in ORT CUDA graphs. The
+    TensorRT EP keeps its engines in BUNDLE/.cache/trt.
     """
     from edgekit.runtimes.classifier import Classifier, Regressor
     from edgekit.runtimes.generator import Generator
@@ -48,7 +51,12 @@ def load(
     if cache_optimized:
         (bundle / ".cache").mkdir(exist_ok=True)
         optimized = bundle / ".cache" / f"model.{device}.optimized.onnx"
-    backend = OrtBackend(bundle / manifest["graph"], contract, device, threads, optimized)
+    trt_cache = bundle / ".cache" / "trt" if device in ("tensorrt", "auto") else None
+    if trt_cache is not None:
+        trt_cache.mkdir(parents=True, exist_ok=True)
+    backend = OrtBackend(
+        bundle / manifest["graph"], contract, device, threads, optimized, cuda_graph, trt_cache
+    )
     if device == "auto":
         log.info("device auto -> %s", backend.device)
     tasks: dict[str, Any] = {"classify": Classifier, "regress": Regressor, "generate": Generator}

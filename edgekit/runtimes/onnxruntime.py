@@ -40,6 +40,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def provider_list(
+    device: str, cuda_graph: bool = False, trt_cache_dir: Path | None = None, trt_fp16: bool = False
+) -> list[Any]:
+    """Providers with their options: CUDA graphs on the CUDA EP; an engine cache for the TensorRT EP
+    (building TensorRT engines takes seconds to minutes, so they are kept between sessions)."""
+    providers: list[Any] = []
+    for name in PROVIDERS[device]:
+        options: dict[str, str] = {}
+        if name == "CUDAExecutionProvider" and cuda_graph:
+            options["enable_cuda_graph"] = "1"
+        if name == "TensorrtExecutionProvider" and trt_cache_dir is not None:
+            options |= {
+                "trt_engine_cache_enable": "1",
+                "trt_engine_cache_path": str(trt_cache_dir),
+                "trt_timing_cache_enable": "1",
+                "trt_fp16_enable": "1" if trt_fp16 else "0",
+            }
+        providers.append((name, options) if options else name)
+    return providers
+
+
 def session_options(threads: int | None = None, optimized_model: Path | None = None) -> Any:
     so = ort().SessionOptions()
     so.graph_optimization_level = ort().GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -64,13 +85,19 @@ class OrtBackend(Backend):
         device: str = "cpu",
         threads: int | None = None,
         optimized_model: Path | None = None,
+        cuda_graph: bool = False,
+        trt_cache_dir: Path | None = None,
+        trt_fp16: bool = False,
     ) -> None:
         super().__init__(contract)
         self.device = resolve_device(device)
+        if cuda_graph and self.device != "cuda":
+            raise InputError(f"CUDA graphs need device 'cuda', not {self.device!r}")
+        self.cuda_graph = cuda_graph
         self.session = ort().InferenceSession(
             str(model_path),
             sess_options=session_options(threads, optimized_model),
-            providers=PROVIDERS[self.device],
+            providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
         )
         self.name = f"ort-{self.device}"
         self._outputs = [o.name for o in self.session.get_outputs()]
@@ -102,8 +129,23 @@ class BoundStepper:
         logits_spec = contract.outputs[0]
         self.tokens = np.zeros((batch, 1), dtype=np.int64)  # written in place before each step
         self.logits = np.zeros(logits_spec.concrete({"batch": batch, "time": 1}), np.float32)
-        self._token_value = ort().OrtValue.ortvalue_from_numpy(self.tokens)
-        self._logits_value = ort().OrtValue.ortvalue_from_numpy(self.logits)
+        self.graph = backend.cuda_graph
+        if (
+            self.graph
+        ):  # a CUDA graph replays fixed device addresses: token and logits live there too
+            value = ort().OrtValue.ortvalue_from_shape_and_type
+            self._token_value = value(self.tokens.shape, np.int64, "cuda", 0)
+            self._logits_value = value(self.logits.shape, np.float32, "cuda", 0)
+        else:
+            self._token_value = ort().OrtValue.ortvalue_from_numpy(self.tokens)
+            self._logits_value = ort().OrtValue.ortvalue_from_numpy(self.logits)
+        # one captured graph per ping-pong parity (each records its own buffer addresses)
+        self.run_options = []
+        for k in range(2):
+            options = ort().RunOptions()
+            if self.graph:
+                options.add_run_config_entry("gpu_graph_id", str(k + 1))
+            self.run_options.append(options)
         self.buffers: list[dict[str, Any]] = []
         for _ in range(2):
             buf = {}
@@ -131,7 +173,11 @@ class BoundStepper:
 
     def step(self) -> np.ndarray:
         """Advance every stream by the tokens in `self.tokens`; return logits (batch, V) (a view)."""
-        self.session.run_with_iobinding(self.bindings[self.current])
+        if self.graph:
+            self._token_value.update_inplace(self.tokens)
+        self.session.run_with_iobinding(self.bindings[self.current], self.run_options[self.current])
+        if self.graph:
+            self.logits[...] = self._logits_value.numpy()
         self.current ^= 1
         return self.logits[:, 0]
 

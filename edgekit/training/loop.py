@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
 from edgekit.errors import InputError
+from edgekit.progress import progress_bar
 
 Batch = tuple[Any, torch.Tensor]
 
@@ -27,33 +27,6 @@ def resolve_device(device: str) -> torch.device:
             "--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu"
         )
     return torch.device(device)
-
-
-@contextmanager
-def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callable[[float], None]]:
-    """Yield `advance(loss)`; draws a rich progress bar with the running loss when enabled."""
-    if not enabled:
-        yield lambda loss: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total, loss=float("nan"))
-        running: list[float] = []
-
-        def advance(loss: float) -> None:
-            running.append(loss)
-            window = running[-50:]
-            bar.update(task, advance=1, loss=sum(window) / len(window))
-
-        yield advance
 
 
 def fit(

@@ -1,0 +1,175 @@
+"""Run a benchmark over one bundle and return the result document (schema "edgekit.bench" v1).
+
+Result document:
+    schema, schema_version     "edgekit.bench", 1
+    created, bundle, task, model
+    machine                    {cpu, cores, platform, python}
+    versions                   {edgekit, numpy, onnxruntime, torch (when present)}
+    settings                   {backends, batch, warmup, warmup_s, iters, duration_s, rounds, threads,
+                                timer: "perf_counter_ns", gc_paused: true, interleaved: true}
+    backends                   {name: {status: "ok" | "skipped" | "failed", reason, cold_start_ms,
+                                peak_rss_mb, model_bytes, threads}}
+    results                    [{backend, case, batch, items_per_call, n, min_us, p50_us, p90_us,
+                                p99_us, max_us, mean_us, stdev_us, cv, noisy, throughput_per_s,
+                                speedup_vs_torch, samples_us}]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgekit.bench.cases import BACKENDS, build_cases, make_backend, unavailable_reason
+from edgekit.bench.coldstart import measure_cold_start
+from edgekit.bench.runner import Budget, run_rounds
+from edgekit.bench.stats import summarize
+from edgekit.errors import InputError
+from edgekit.iospec import IOContract
+from edgekit.manifest import read_manifest
+from edgekit.parity import error_line
+
+
+def run_bench(
+    bundle: str | Path,
+    backends: list[str] | None = None,
+    batches: list[int] | None = None,
+    budget: Budget | None = None,
+    threads: int | None = None,
+    cold_start: bool = True,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> dict[str, Any]:
+    bundle = Path(bundle)
+    budget = budget or Budget()
+    budget.validate()
+    batches = batches or [1, 8, 32]
+    if any(b <= 0 for b in batches):
+        raise InputError(f"--batch sizes must be positive integers, got {batches}")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    manifest = read_manifest(bundle, verify=True)
+    contract = IOContract.from_manifest(manifest)
+    chosen = backends or list(BACKENDS)
+    status: dict[str, dict[str, Any]] = {}
+    cases = []
+    for name in chosen:
+        reason = unavailable_reason(name, manifest, bundle)
+        if reason is not None:
+            status[name] = {"status": "skipped", "reason": reason}
+            continue
+        try:
+            handle = make_backend(name, bundle, manifest, threads)
+            cases += build_cases(name, handle, contract, manifest["task"], batches)
+        except Exception as exc:  # a backend that breaks is reported, never crashes the run
+            status[name] = {"status": "failed", "reason": error_line(exc)}
+            continue
+        status[name] = {
+            "status": "ok",
+            "threads": threads,
+            "model_bytes": _model_bytes(name, bundle, manifest),
+        }
+    if not cases:
+        raise InputError(
+            "no backend can run here: "
+            + "; ".join(f"{n}: {s['reason']}" for n, s in status.items())
+        )
+    advance = progress("benchmarking", len(cases) * max(1, budget.rounds)) if progress else None
+    samples = run_rounds(cases, budget, advance)
+    if cold_start:
+        for name, s in status.items():
+            if s["status"] == "ok":
+                s.update(measure_cold_start(bundle, name, threads))
+    results = []
+    for i, case in enumerate(cases):
+        row = {
+            "backend": case.backend,
+            "case": case.name,
+            "batch": case.batch,
+            "items_per_call": case.items_per_call,
+            **summarize(samples[i], case.items_per_call),
+        }
+        row["samples_us"] = [round(v / 1e3, 3) for v in samples[i]]
+        results.append(row)
+    _add_speedups(results)
+    return {
+        "schema": "edgekit.bench",
+        "schema_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle": str(bundle.resolve()),
+        "task": manifest["task"],
+        "model": manifest["model"],
+        "machine": machine_info(),
+        "versions": _versions(),
+        "settings": {
+            "backends": chosen,
+            "batch": batches,
+            "warmup": budget.warmup,
+            "warmup_s": budget.warmup_s,
+            "iters": budget.iters,
+            "duration_s": budget.duration_s,
+            "rounds": budget.rounds,
+            "threads": threads,
+            "timer": "perf_counter_ns",
+            "gc_paused": True,
+            "interleaved": True,
+        },
+        "backends": status,
+        "results": results,
+    }
+
+
+def _add_speedups(results: list[dict[str, Any]]) -> None:
+    """speedup_vs_torch = torch eager p50 / this p50, for the same case (the bound and host step paths
+    compare against torch's step at the same batch). GPU rows compare with torch eager on the GPU
+    when it ran, CPU rows with torch on the CPU."""
+    p50: dict[str, dict[str, float]] = {}
+    for r in results:
+        if r["backend"] in ("torch", "torch-cuda"):
+            p50.setdefault(r["backend"], {})[r["case"]] = r["p50_us"]
+    for r in results:
+        gpu = any(tag in r["backend"] for tag in ("cuda", "trt"))
+        torch_p50 = p50.get("torch-cuda" if gpu and "torch-cuda" in p50 else "torch", {})
+        key = r["case"].replace("step bound ", "step ").replace("step host ", "step ")
+        ref = torch_p50.get(key)
+        r["speedup_vs_torch"] = ref / r["p50_us"] if ref else None
+
+
+def _model_bytes(backend: str, bundle: Path, manifest: dict[str, Any]) -> int:
+    if backend == "torch":
+        ckpt = Path(manifest["source"]["checkpoint"]) / "weights.safetensors"
+        return ckpt.stat().st_size if ckpt.exists() else 0
+    if backend == "trt":
+        return sum((bundle / e["file"]).stat().st_size for e in manifest.get("engines", []))
+    return int((bundle / manifest["graph"]).stat().st_size)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("edgekit", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out

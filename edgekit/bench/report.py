@@ -1,0 +1,171 @@
+"""Bench reports: terminal table, markdown, JSON and an optional PNG of the latency distributions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+
+COLUMNS = [
+    "backend",
+    "case",
+    "p50 us",
+    "p90 us",
+    "p99 us",
+    "min us",
+    "mean±sd us",
+    "items/s",
+    "vs torch",
+    "",
+]
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    speed = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
+    return [
+        r["backend"],
+        r["case"],
+        f"{r['p50_us']:.1f}",
+        f"{r['p90_us']:.1f}",
+        f"{r['p99_us']:.1f}",
+        f"{r['min_us']:.1f}",
+        f"{r['mean_us']:.1f}±{r['stdev_us']:.1f}",
+        f"{r['throughput_per_s']:.4g}",
+        speed,
+        "noisy" if r["noisy"] else "",
+    ]
+
+
+def _backend_rows(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, s in doc["backends"].items():
+        if s["status"] != "ok":
+            rows.append([name, s["status"], s.get("reason", ""), "", "", ""])
+            continue
+        cold = f"{s['cold_start_ms']:.1f}" if s.get("cold_start_ms") is not None else "-"
+        rss = f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") is not None else "-"
+        size = f"{s['model_bytes'] / 1e6:.2f}"
+        rows.append([name, "ok", s.get("cold_start_error", ""), cold, rss, size])
+    return rows
+
+
+BACKEND_COLUMNS = ["backend", "status", "note", "cold start ms", "peak RSS MB", "model MB"]
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs and pipes: do not squeeze the table into 80 columns
+    title = f"{doc['model']['name']} ({doc['task']}) on {doc['machine']['cpu']}"
+    table = Table(*COLUMNS, title=title)
+    for r in doc["results"]:
+        table.add_row(*(Text(c) for c in _row(r)))  # Text: no rich markup in cells
+    console.print(table)
+    backends = Table(*BACKEND_COLUMNS, title="backends")
+    for row in _backend_rows(doc):
+        backends.add_row(*(Text(c) for c in row))
+    console.print(backends)
+    if any(r["noisy"] for r in doc["results"]):
+        console.print(
+            "warning: some rows have a coefficient of variation > 0.25: the machine was busy; "
+            "trust the medians, rerun for the tails"
+        )
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    def table(cols: list[str], rows: list[list[str]]) -> list[str]:
+        return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
+            "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows
+        ]
+
+    s = doc["settings"]
+    lines = [
+        f"### {doc['model']['name']} ({doc['task']})",
+        "",
+        f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores; {doc['created']}; "
+        f"warm-up {s['warmup_s'] or s['warmup']}{' s' if s['warmup_s'] else ''}, "
+        f"{s['duration_s'] or s['iters']}{' s' if s['duration_s'] else ' iterations'} per case in "
+        f"{s['rounds']} interleaved rounds, threads {s['threads'] or 'default'}; versions "
+        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()),
+        "",
+        *table(COLUMNS[:-1], [_row(r)[:-1] for r in doc["results"]]),
+        "",
+        *table(BACKEND_COLUMNS, _backend_rows(doc)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: no half-written report."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def check_output_path(path: Path | None, flag: str) -> None:
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag} {path}: the folder {parent} is not writable")
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a directory; give a file name")
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
+
+
+def write_plot(doc: dict[str, Any], path: Path) -> None:
+    """One panel per case: the latency distribution of every backend (box plot, log scale)."""
+    from edgekit._optional import require
+
+    require("matplotlib", "--plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(
+        dict.fromkeys(r["case"].replace("bound ", "").replace("host ", "") for r in doc["results"])
+    )
+    fig, axes = plt.subplots(
+        len(cases), 1, figsize=(8, 1.2 + 1.1 * len(cases) * 1.6), squeeze=False
+    )
+    for ax, case in zip(axes[:, 0], cases, strict=True):
+        rows = [
+            r
+            for r in doc["results"]
+            if r["case"].replace("bound ", "").replace("host ", "") == case
+        ]
+        ax.boxplot(
+            [r["samples_us"] for r in rows],
+            vert=False,
+            showfliers=False,
+            tick_labels=[f"{r['backend']} {r['case']}" for r in rows],
+        )
+        ax.set_xscale("log")
+        ax.set_title(case, fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[-1, 0].set_xlabel("latency per call (us, log scale)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,146 @@
+"""ONNX -> TensorRT engine: optimisation profiles, FP16, timing cache, recorded in the manifest.
+
+Shape planning, file naming and compatibility records are plain Python (unit-tested on any machine);
+building needs `tensorrt` and an NVIDIA GPU (`pip install 'edgekit[gpu]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.errors import InputError
+from edgekit.iospec import IOContract
+from edgekit.manifest import read_manifest, write_manifest
+
+TIMING_CACHE = "timing.cache"
+Shape = tuple[int, ...]
+
+
+def profile_shapes(
+    contract: IOContract, max_batch: int, max_seq: int, opt_batch: int = 1, opt_seq: int = 1
+) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """(min, opt, max) per input. opt defaults to batch 1 and T = 1: the generation step and
+    single-image latency are the hot paths TensorRT should pick kernels for."""
+    if max_batch < 1 or max_seq < 1:
+        raise InputError(f"--max-batch and --max-seq must be >= 1, got {max_batch}, {max_seq}")
+    lo = {"batch": 1, "time": 1}
+    opt = {"batch": min(opt_batch, max_batch), "time": min(opt_seq, max_seq)}
+    hi = {"batch": max_batch, "time": max_seq}
+    return {t.name: (t.concrete(lo), t.concrete(opt), t.concrete(hi)) for t in contract.inputs}
+
+
+def plan_buffers(contract: IOContract, max_batch: int, max_seq: int) -> dict[str, int]:
+    """Bytes per input/output at the profile's largest shapes: device buffers are allocated once."""
+    sizes = {"batch": max_batch, "time": max_seq}
+    return {
+        t.name: int(np.prod(t.concrete(sizes))) * np.dtype(t.dtype).itemsize
+        for t in contract.inputs + contract.outputs
+    }
+
+
+def engine_filename(gpu: str, trt_version: str, fp16: bool) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    return f"engine.{slug}.trt{trt_version}{'.fp16' if fp16 else ''}.plan"
+
+
+def check_engine_compat(
+    record: dict[str, Any], gpu: str, compute_capability: str, trt_version: str
+) -> None:
+    """An engine runs only on the GPU model and TensorRT version it was built with."""
+    if (
+        record["gpu"] != gpu
+        or record["compute_capability"] != compute_capability
+        or (record["tensorrt"] != trt_version)
+    ):
+        raise InputError(
+            f"engine {record['file']} was built for {record['gpu']} (sm {record['compute_capability']}) "
+            f"with TensorRT {record['tensorrt']}; this machine has {gpu} (sm {compute_capability}) "
+            f"with TensorRT {trt_version}. Rebuild it here with: edgekit engine BUNDLE"
+        )
+
+
+def engine_from_onnx(
+    onnx_path: Path,
+    contract: IOContract,
+    max_batch: int,
+    max_seq: int,
+    fp16: bool,
+    timing_cache: Path | None = None,
+    workspace_gb: float = 2.0,
+) -> tuple[bytes, bytes]:
+    """Build a serialized engine; return (engine bytes, updated timing cache bytes)."""
+    trt = require("tensorrt", "building TensorRT engines")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise InputError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_shapes(contract, max_batch, max_seq).items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(
+        timing_cache.read_bytes() if timing_cache and timing_cache.exists() else b""
+    )
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise InputError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    return bytes(serialized), bytes(cache.serialize())
+
+
+def build_engine_into_bundle(
+    bundle: str | Path,
+    fp16: bool = False,
+    max_batch: int = 32,
+    max_seq: int = 512,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Build an engine for this machine's GPU into the bundle and record it in the manifest."""
+    from edgekit.runtimes.cuda import gpu_info
+
+    trt = require("tensorrt", "building TensorRT engines")
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    contract = IOContract.from_manifest(manifest)
+    gpu, cc = gpu_info()
+    name = engine_filename(gpu, trt.__version__, fp16)
+    engines = [e for e in manifest.get("engines", []) if e["file"] != name]
+    if (bundle / name).exists() and not force:
+        raise InputError(f"{bundle / name} already exists; pass --force to rebuild it")
+    engine, cache = engine_from_onnx(
+        bundle / manifest["graph"], contract, max_batch, max_seq, fp16, bundle / TIMING_CACHE
+    )
+    for filename, data in ((name, engine), (TIMING_CACHE, cache)):
+        tmp = bundle / f".{filename}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, bundle / filename)
+    record = {
+        "file": name,
+        "gpu": gpu,
+        "compute_capability": cc,
+        "tensorrt": trt.__version__,
+        "fp16": fp16,
+        "max_batch": max_batch,
+        "max_seq": max_seq,
+        "profile": {
+            k: [list(s) for s in v] for k, v in profile_shapes(contract, max_batch, max_seq).items()
+        },
+    }
+    manifest["engines"] = [*engines, record]
+    write_manifest(bundle, manifest)
+    json.dumps(record)  # the record must stay JSON-serialisable
+    return record

@@ -1,0 +1,212 @@
+"""Native TensorRT backend: deserialise, set shapes, execute_async_v3 on a stream.
+
+Device buffers are allocated once at the engine profile's largest shapes. For generation,
+`TrtStepper` keeps ping-pong state buffers on the device and replays the T = 1 step as a CUDA graph
+(one graph per ping-pong parity, since a graph records fixed addresses); only the token goes in and
+the logits row comes out, through pinned host memory. tensorrt and cuda-python are imported only here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.errors import InputError
+from edgekit.iospec import IOContract
+from edgekit.runtimes import cuda
+from edgekit.runtimes.base import Backend
+
+
+def unavailable_reason(bundle: Path, manifest: dict[str, Any]) -> str | None:
+    """Why the native TensorRT backend cannot run this bundle here, or None if it can."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt is not installed (pip install 'edgekit[gpu]' on an NVIDIA machine)"
+    if not manifest.get("engines"):
+        return f"the bundle has no TensorRT engine; build one with: edgekit engine {bundle}"
+    return None
+
+
+def pick_engine(manifest: dict[str, Any], gpu: str, cc: str, trt_version: str) -> dict[str, Any]:
+    """The engine record built for this GPU and TensorRT version, or an error saying how to rebuild."""
+    from edgekit.exporters.tensorrt import check_engine_compat
+
+    engines = manifest.get("engines") or []
+    if not engines:
+        raise InputError("the bundle has no TensorRT engine; build one with: edgekit engine BUNDLE")
+    errors = []
+    for record in engines:
+        try:
+            check_engine_compat(record, gpu, cc, trt_version)
+            return dict(record)
+        except InputError as exc:
+            errors.append(str(exc))
+    raise InputError(
+        errors[0] if len(errors) == 1 else "no engine fits this machine: " + " | ".join(errors)
+    )
+
+
+class TrtBackend(Backend):
+    name = "trt"
+
+    def __init__(self, engine_path: Path, contract: IOContract, record: dict[str, Any]) -> None:
+        super().__init__(contract)
+        from edgekit.exporters.tensorrt import plan_buffers
+
+        self.trt = require("tensorrt", "the TensorRT backend")
+        self.record = record
+        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        self.engine = self.trt.Runtime(self.logger).deserialize_cuda_engine(
+            engine_path.read_bytes()
+        )
+        if self.engine is None:
+            raise InputError(
+                f"TensorRT could not load {engine_path}; rebuild it with: edgekit engine BUNDLE"
+            )
+        self.context = self.engine.create_execution_context()
+        self.stream = cuda.new_stream()
+        self.max_batch, self.max_seq = int(record["max_batch"]), int(record["max_seq"])
+        plan = plan_buffers(contract, self.max_batch, self.max_seq)
+        self.buffers = {name: cuda.DeviceBuffer(nbytes) for name, nbytes in plan.items()}
+        for name, buf in self.buffers.items():
+            self.context.set_tensor_address(name, buf.ptr)
+
+    @classmethod
+    def from_bundle(cls, bundle: Path, manifest: dict[str, Any]) -> TrtBackend:
+        trt = require("tensorrt", "the TensorRT backend")
+        gpu, cc = cuda.gpu_info()
+        record = pick_engine(manifest, gpu, cc, trt.__version__)
+        return cls(Path(bundle) / record["file"], IOContract.from_manifest(manifest), record)
+
+    def _check_limits(self, feeds: Mapping[str, np.ndarray]) -> None:
+        for t in self.contract.inputs:
+            for axis, dim in enumerate(t.shape):
+                limit = {"batch": self.max_batch, "time": self.max_seq}.get(str(dim))
+                if limit is not None and feeds[t.name].shape[axis] > limit:
+                    raise InputError(
+                        f"{t.name} axis {axis} ({dim}) is {feeds[t.name].shape[axis]}, above "
+                        f"the engine profile's max {limit}; rebuild with a larger --max-{dim}"
+                    )
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_limits(feeds)
+        staged = {n: np.ascontiguousarray(feeds[n]) for n in self.contract.input_names}
+        for name, arr in staged.items():
+            self.context.set_input_shape(name, arr.shape)
+            cuda.memcpy_htod(self.buffers[name].ptr, arr, self.stream)
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        outputs = {}
+        for t in self.contract.outputs:
+            shape = tuple(self.context.get_tensor_shape(t.name))
+            out = np.empty(shape, dtype=t.dtype)
+            cuda.memcpy_dtoh(out, self.buffers[t.name].ptr, self.stream)
+            outputs[t.name] = out
+        cuda.synchronize(self.stream)
+        return outputs
+
+    def stepper(self, streams: int) -> TrtStepper:
+        return TrtStepper(self, streams)
+
+
+class TrtStepper:
+    """The BoundStepper interface (tokens, logits, step, prefill, state) on a TensorRT engine."""
+
+    def __init__(self, backend: TrtBackend, streams: int) -> None:
+        contract = backend.contract
+        if streams > backend.max_batch:
+            raise InputError(f"{streams} streams exceed the engine's max batch {backend.max_batch}")
+        self.backend, self.batch = backend, streams
+        self.context = backend.engine.create_execution_context()  # its own addresses and shapes
+        self.stream = cuda.new_stream()
+        self.pairs = [(p.input, p.output) for p in contract.state]
+        logits = contract.outputs[0]
+        self._tokens = cuda.PinnedArray((streams, 1), np.int64)
+        self._logits = cuda.PinnedArray(logits.concrete({"batch": streams, "time": 1}), np.float32)
+        self.tokens, self.logits = self._tokens.array, self._logits.array
+        self.token_dev = cuda.DeviceBuffer(streams * backend.max_seq * 8)
+        self.logits_dev = cuda.DeviceBuffer(streams * backend.max_seq * self.logits.shape[-1] * 4)
+        self.state_shapes = {
+            i: contract.spec(i).concrete({"batch": streams}) for i, _ in self.pairs
+        }
+        self.state_bytes = {i: int(np.prod(s)) * 4 for i, s in self.state_shapes.items()}
+        self.state = [
+            {i: cuda.DeviceBuffer(n) for i, n in self.state_bytes.items()} for _ in range(2)
+        ]
+        self.current = 0
+        self.reset()
+        self.graphs = [self._capture(k) for k in range(2)]
+
+    def _bind(self, k: int, time: int) -> None:
+        ctx = self.context
+        token = self.backend.contract.token_input or "tokens"
+        ctx.set_input_shape(token, (self.batch, time))
+        ctx.set_tensor_address(token, self.token_dev.ptr)
+        ctx.set_tensor_address(self.backend.contract.outputs[0].name, self.logits_dev.ptr)
+        for name_in, name_out in self.pairs:
+            ctx.set_input_shape(name_in, self.state_shapes[name_in])
+            ctx.set_tensor_address(name_in, self.state[k][name_in].ptr)
+            ctx.set_tensor_address(name_out, self.state[1 - k][name_in].ptr)
+
+    def _enqueue_step(self) -> None:
+        cuda.memcpy_htod(self.token_dev.ptr, self.tokens, self.stream)
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        cuda.memcpy_dtoh(self.logits, self.logits_dev.ptr, self.stream)
+
+    def _capture(self, k: int) -> cuda.CapturedGraph:
+        self._bind(k, 1)
+        self._enqueue_step()  # one plain run first: TensorRT finishes lazy set-up outside the capture
+        cuda.synchronize(self.stream)
+        self.reset()
+        return cuda.CapturedGraph(self.stream, self._enqueue_step)
+
+    def step(self) -> np.ndarray:
+        self.graphs[self.current].launch()
+        cuda.synchronize(self.stream)
+        self.current ^= 1
+        return self.logits[:, 0]
+
+    def prefill(self, tokens: np.ndarray) -> np.ndarray:
+        t = tokens.shape[1]
+        if tokens.shape[0] != self.batch or t > self.backend.max_seq:
+            raise InputError(
+                f"prefill tokens must be ({self.batch}, T <= {self.backend.max_seq}), "
+                f"got {tokens.shape}"
+            )
+        self._bind(self.current, t)
+        staged = np.ascontiguousarray(tokens, dtype=np.int64)
+        cuda.memcpy_htod(self.token_dev.ptr, staged, self.stream)
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        full = np.empty((self.batch, t, self.logits.shape[-1]), np.float32)
+        cuda.memcpy_dtoh(full, self.logits_dev.ptr, self.stream)
+        cuda.synchronize(self.stream)
+        self.current ^= 1
+        self.logits[:, 0] = full[:, -1]
+        return self.logits[:, 0]
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, shape in self.state_shapes.items():
+            out[name] = np.empty(shape, np.float32)
+            cuda.memcpy_dtoh(out[name], self.state[self.current][name].ptr, self.stream)
+        cuda.synchronize(self.stream)
+        return out
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, shape in self.state_shapes.items():
+            arr = np.ascontiguousarray(state[name], dtype=np.float32)
+            if arr.shape != shape:
+                raise InputError(f"state {name}: shape {arr.shape}, expected {shape}")
+            cuda.memcpy_htod(self.state[self.current][name].ptr, arr, self.stream)
+        cuda.synchronize(self.stream)
+
+    def reset(self) -> None:
+        for name, nbytes in self.state_bytes.items():
+            cuda.memset(self.state[self.current][name].ptr, nbytes, self.stream)
+        cuda.synchronize(self.stream)
