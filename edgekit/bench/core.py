@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.cases import BACKENDS, build_cases, make_backend, unavailable_reason
+from edgekit.bench.cases import BACKENDS, Case, build_cases, make_backend, unavailable_reason
 from edgekit.bench.coldstart import measure_cold_start
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
@@ -41,7 +41,10 @@ def run_bench(
     threads: int | None = None,
     cold_start: bool = True,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    peers: dict[str, Callable[[Path, IOContract, list[int]], list[Case]]] | None = None,
 ) -> dict[str, Any]:
+    """Time `backends` on `bundle`. `peers` adds other runtimes (e.g. OpenVINO in the benchmark
+    script) as named case builders over the same ONNX file, interleaved with the rest."""
     bundle = Path(bundle)
     budget = budget or Budget()
     budget.validate()
@@ -71,6 +74,16 @@ def run_bench(
             "threads": threads,
             "model_bytes": _model_bytes(name, bundle, manifest),
         }
+    for name, build in (peers or {}).items():
+        try:
+            cases += build(bundle / manifest["graph"], contract, batches)
+            status[name] = {
+                "status": "ok",
+                "threads": threads,
+                "model_bytes": _model_bytes("ort-cpu", bundle, manifest),
+            }
+        except Exception as exc:  # a peer that breaks is reported, never crashes the run
+            status[name] = {"status": "failed", "reason": error_line(exc)}
     if not cases:
         raise InputError(
             "no backend can run here: "
@@ -80,7 +93,7 @@ def run_bench(
     samples = run_rounds(cases, budget, advance)
     if cold_start:
         for name, s in status.items():
-            if s["status"] == "ok":
+            if s["status"] == "ok" and name in BACKENDS:
                 s.update(measure_cold_start(bundle, name, threads))
     results = []
     for i, case in enumerate(cases):

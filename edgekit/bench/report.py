@@ -156,7 +156,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
         ]
         ax.boxplot(
             [r["samples_us"] for r in rows],
-            vert=False,
+            orientation="horizontal",
             showfliers=False,
             tick_labels=[f"{r['backend']} {r['case']}" for r in rows],
         )

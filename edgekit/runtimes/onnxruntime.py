@@ -139,13 +139,14 @@ class BoundStepper:
         else:
             self._token_value = ort().OrtValue.ortvalue_from_numpy(self.tokens)
             self._logits_value = ort().OrtValue.ortvalue_from_numpy(self.logits)
-        # one captured graph per ping-pong parity (each records its own buffer addresses)
-        self.run_options = []
-        for k in range(2):
-            options = ort().RunOptions()
-            if self.graph:
-                options.add_run_config_entry("gpu_graph_id", str(k + 1))
-            self.run_options.append(options)
+        # One captured graph per ping-pong parity (each records its own buffer addresses). Without
+        # graphs no RunOptions are passed at all: on CPU, passing one costs ~25 us per call
+        # (measured with onnxruntime 1.32 on a 2x256 LSTM step of ~50 us).
+        self.run_options: list[Any] = [None, None]
+        if self.graph:
+            for k in range(2):
+                self.run_options[k] = ort().RunOptions()
+                self.run_options[k].add_run_config_entry("gpu_graph_id", str(k + 1))
         self.buffers: list[dict[str, Any]] = []
         for _ in range(2):
             buf = {}
@@ -175,7 +176,12 @@ class BoundStepper:
         """Advance every stream by the tokens in `self.tokens`; return logits (batch, V) (a view)."""
         if self.graph:
             self._token_value.update_inplace(self.tokens)
-        self.session.run_with_iobinding(self.bindings[self.current], self.run_options[self.current])
+        if self.graph:
+            self.session.run_with_iobinding(
+                self.bindings[self.current], self.run_options[self.current]
+            )
+        else:
+            self.session.run_with_iobinding(self.bindings[self.current])
         if self.graph:
             self.logits[...] = self._logits_value.numpy()
         self.current ^= 1

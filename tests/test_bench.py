@@ -1,0 +1,159 @@
+"""edgekit bench: trustworthy numbers, every backend listed, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.bench.core import run_bench
+from edgekit.bench.runner import Budget
+from edgekit.bench.stats import summarize
+from edgekit.cli import app
+from edgekit.errors import InputError
+from edgekit.exporters import bundle_from_checkpoint
+
+runner = CliRunner()
+QUICK = Budget(warmup=2, iters=10, rounds=2)
+
+
+@pytest.fixture(scope="module")
+def bench_bundles(
+    tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bench")
+    return {
+        m: bundle_from_checkpoint(tiny_checkpoints[m], root / m, steps=0)[0]
+        for m in ("lenet", "charlm")
+    }
+
+
+def test_summary_statistics() -> None:
+    s = summarize([1000 * v for v in range(1, 101)], items_per_call=4)  # 1..100 us
+    assert s["min_us"] == 1 and s["max_us"] == 100 and s["p50_us"] == pytest.approx(50.5)
+    assert s["p99_us"] == pytest.approx(np.percentile(np.arange(1, 101), 99))
+    assert s["throughput_per_s"] == pytest.approx(4 / 50.5e-6)
+    assert s["noisy"] is True  # uniform 1..100 has a CV of ~0.57
+
+
+def test_classifier_bench_document(bench_bundles: dict[str, Path]) -> None:
+    doc = run_bench(
+        bench_bundles["lenet"],
+        ["torch", "ort-cpu", "ort-cuda", "trt"],
+        [1, 4],
+        QUICK,
+        threads=1,
+        cold_start=True,
+    )
+    assert doc["schema"] == "edgekit.bench" and doc["schema_version"] == 1
+    assert {"cpu", "cores"} <= set(doc["machine"]) and "onnxruntime" in doc["versions"]
+    assert doc["settings"]["gc_paused"] and doc["settings"]["interleaved"]
+    status = doc["backends"]
+    assert status["torch"]["status"] == status["ort-cpu"]["status"] == "ok"
+    assert status["ort-cpu"]["cold_start_ms"] > 0 and status["ort-cpu"]["peak_rss_mb"] > 0
+    assert status["ort-cpu"]["model_bytes"] > 0
+    assert status["trt"]["status"] == "skipped" and status["trt"]["reason"]
+    rows = {(r["backend"], r["case"]): r for r in doc["results"]}
+    assert set(rows) == {(b, f"batch {n}") for b in ("torch", "ort-cpu") for n in (1, 4)}
+    for r in rows.values():
+        assert r["n"] == 10 and len(r["samples_us"]) == 10
+        assert r["min_us"] <= r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"]
+    ort1, torch1 = rows[("ort-cpu", "batch 1")], rows[("torch", "batch 1")]
+    assert ort1["speedup_vs_torch"] == pytest.approx(torch1["p50_us"] / ort1["p50_us"])
+
+
+def test_generation_bench_cases(bench_bundles: dict[str, Path]) -> None:
+    doc = run_bench(bench_bundles["charlm"], ["torch", "ort-cpu"], [1, 3], QUICK, cold_start=False)
+    cases = {(r["backend"], r["case"]) for r in doc["results"]}
+    for b in (1, 3):
+        assert {
+            ("ort-cpu", f"step bound B={b}"),
+            ("ort-cpu", f"step host B={b}"),
+            ("torch", f"step B={b}"),
+        } <= cases
+    for t in (16, 128, 512):
+        assert ("ort-cpu", f"prefill T={t}") in cases and ("torch", f"prefill T={t}") in cases
+    bound = next(r for r in doc["results"] if r["case"] == "step bound B=3")
+    assert bound["items_per_call"] == 3 and bound["speedup_vs_torch"] is not None
+
+
+def test_duration_budget(bench_bundles: dict[str, Path]) -> None:
+    doc = run_bench(
+        bench_bundles["lenet"],
+        ["ort-cpu"],
+        [1],
+        Budget(warmup=2, iters=None, duration_s=0.05),
+        cold_start=False,
+    )
+    assert doc["results"][0]["n"] >= 10
+    with pytest.raises(InputError, match="collects only"):
+        run_bench(
+            bench_bundles["lenet"],
+            ["ort-cpu"],
+            [1],
+            Budget(warmup=2, iters=None, duration_s=1e-7),
+            cold_start=False,
+        )
+
+
+def test_no_backend_available(bench_bundles: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="no backend can run here"):
+        run_bench(bench_bundles["lenet"], ["trt"], [1], QUICK)
+
+
+def _cli(*args: object):
+    return runner.invoke(app, ["bench", *(str(a) for a in args)])
+
+
+def test_cli_writes_every_report(bench_bundles: dict[str, Path], tmp_path: Path) -> None:
+    result = _cli(
+        bench_bundles["lenet"],
+        "--backends",
+        "torch,ort-cpu",
+        "--batch",
+        "1,2",
+        "--iters",
+        10,
+        "--rounds",
+        2,
+        "--no-cold-start",
+        "--json",
+        tmp_path / "r.json",
+        "--markdown",
+        tmp_path / "r.md",
+        "--plot",
+        tmp_path / "r.png",
+    )
+    assert result.exit_code == 0, result.output
+    assert "ort-cpu" in result.output and "vs torch" in result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert len(doc["results"]) == 4
+    assert "| ort-cpu | batch 1 |" in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backends", "ort-npu"], "known backends: torch"),
+        (["--batch", "0"], "--batch must be comma-separated positive integers"),
+        (["--batch", "x"], "--batch must be comma-separated positive integers"),
+        (["--iters", "5"], "at least 10 samples"),
+        (["--duration", "0.0000001"], "collects only"),
+        (["--iters", "20", "--duration", "1"], "not both"),
+        (["--json", "/nonexistent-dir/r.json"], "does not exist"),
+    ],
+)
+def test_cli_bad_input(bench_bundles: dict[str, Path], args: list[str], message: str) -> None:
+    result = _cli(bench_bundles["lenet"], "--backends", "ort-cpu", "--no-cold-start", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_not_a_bundle(tmp_path: Path) -> None:
+    result = _cli(tmp_path)
+    assert result.exit_code == 2 and "not an edgekit bundle" in result.output
