@@ -190,9 +190,22 @@ def export(
     ] = 200,
     force: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+    tensorrt: Annotated[
+        bool, typer.Option("--tensorrt", help="also build a TensorRT engine")
+    ] = False,
+    fp16: Annotated[bool, typer.Option(help="TensorRT: allow FP16 kernels")] = False,
+    max_batch: Annotated[int, typer.Option(help="TensorRT: largest batch in the profile")] = 32,
+    max_seq: Annotated[int, typer.Option(help="TensorRT: longest time axis in the profile")] = 512,
 ) -> None:
     """Export a checkpoint to an ONNX bundle, proving parity with PyTorch first."""
     from edgekit.exporters import bundle_from_checkpoint
+
+    if tensorrt:  # fail before the export, not after it
+        from edgekit._optional import require
+        from edgekit.runtimes.cuda import cudart
+
+        require("tensorrt", "--tensorrt")
+        cudart()
 
     target = out or Path("bundles") / checkpoint.resolve().name
     path, manifest = bundle_from_checkpoint(
@@ -206,6 +219,39 @@ def export(
     typer.echo(_report_table(manifest["parity"], ParityReport))
     typer.echo(f"exporter: {manifest['exporter']['name']} (opset {manifest['exporter']['opset']})")
     typer.echo(f"bundle: {path}")
+    if tensorrt:
+        _build_engine(path, fp16, max_batch, max_seq, force=True)
+
+
+def _build_engine(bundle: Path, fp16: bool, max_batch: int, max_seq: int, force: bool) -> None:
+    from edgekit.exporters.tensorrt import build_engine_into_bundle
+
+    record = build_engine_into_bundle(bundle, fp16, max_batch, max_seq, force)
+    typer.echo(
+        f"engine: {bundle / record['file']} ({record['gpu']}, sm {record['compute_capability']}, "
+        f"TensorRT {record['tensorrt']}, max abs diff vs ORT {record['parity']['max_abs']:.3g})"
+    )
+
+
+@app.command()
+@user_errors
+def engine(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    fp16: Annotated[bool, typer.Option(help="allow FP16 kernels")] = False,
+    max_batch: Annotated[int, typer.Option(help="largest batch in the profile")] = 32,
+    max_seq: Annotated[int, typer.Option(help="longest time axis in the profile")] = 512,
+    force: Annotated[bool, typer.Option(help="rebuild an existing engine")] = False,
+) -> None:
+    """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit[gpu])."""
+    from edgekit._optional import require
+    from edgekit.manifest import read_manifest
+
+    read_manifest(bundle)  # a bad bundle fails before TensorRT is looked for
+    from edgekit.runtimes.cuda import cudart
+
+    require("tensorrt", "edgekit engine")
+    cudart()
+    _build_engine(bundle, fp16, max_batch, max_seq, force)
 
 
 def _report_table(parity: dict[str, Any], report_cls: Any) -> str:

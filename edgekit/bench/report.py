@@ -48,12 +48,12 @@ def _backend_rows(doc: dict[str, Any]) -> list[list[str]]:
             continue
         cold = f"{s['cold_start_ms']:.1f}" if s.get("cold_start_ms") is not None else "-"
         rss = f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") is not None else "-"
-        size = f"{s['model_bytes'] / 1e6:.2f}"
+        size = f"{s['model_bytes'] / 1024:.1f}"
         rows.append([name, "ok", s.get("cold_start_error", ""), cold, rss, size])
     return rows
 
 
-BACKEND_COLUMNS = ["backend", "status", "note", "cold start ms", "peak RSS MB", "model MB"]
+BACKEND_COLUMNS = ["backend", "status", "note", "cold start ms", "peak RSS MB", "model KiB"]
 
 
 def print_report(doc: dict[str, Any]) -> None:

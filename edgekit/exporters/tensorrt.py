@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
-from edgekit.errors import InputError
+from edgekit.errors import CheckFailed, InputError
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest, write_manifest
 
@@ -140,7 +140,61 @@ def build_engine_into_bundle(
             k: [list(s) for s in v] for k, v in profile_shapes(contract, max_batch, max_seq).items()
         },
     }
+    record["parity"] = engine_parity(bundle, manifest, record)
+    if not record["parity"]["passed"]:
+        (bundle / name).unlink()
+        raise CheckFailed(
+            "the TensorRT engine failed parity with ONNX Runtime (CPU); engine removed\n"
+            + "\n".join(record["parity"]["failures"])
+        )
     manifest["engines"] = [*engines, record]
     write_manifest(bundle, manifest)
     json.dumps(record)  # the record must stay JSON-serialisable
     return record
+
+
+def engine_tolerance(record: dict[str, Any], atol: float, rtol: float) -> tuple[float, float]:
+    """FP16 engines keep ~3 significant digits; FP32 engines may use TF32 matmuls on Ampere and later
+    (10-bit mantissa), so both get looser bounds than the fp32 ONNX graph."""
+    return (
+        (max(atol, 1e-2), max(rtol, 1e-2)) if record["fp16"] else (max(atol, 1e-3), max(rtol, 1e-2))
+    )
+
+
+def engine_parity(bundle: Path, manifest: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Compare the engine with ONNX Runtime on the CPU at shapes inside the engine's profile."""
+    from edgekit.parity import compare_case
+    from edgekit.runtimes.onnxruntime import OrtBackend
+    from edgekit.runtimes.tensorrt import TrtBackend
+
+    contract = IOContract.from_manifest(manifest)
+    reference = OrtBackend(bundle / manifest["graph"], contract, "cpu")
+    engine = TrtBackend(bundle / record["file"], contract, record)
+    atol, rtol = engine_tolerance(
+        record, manifest["tolerance"]["atol"], manifest["tolerance"]["rtol"]
+    )
+    rng = np.random.default_rng(7)
+    shapes = {
+        (1, 1),
+        (min(2, record["max_batch"]), min(3, record["max_seq"])),
+        (record["max_batch"], min(37, record["max_seq"])),
+    }
+    cases = [
+        compare_case(
+            f"B={b} T={t}", contract.example(b, t, rng), reference.run, engine.run, atol, rtol
+        )
+        for b, t in sorted(shapes)
+    ]
+    failures = [
+        f"{c.case}: {c.error or [o.name for o in c.outputs if not o.passed]}"
+        for c in cases
+        if not c.passed
+    ]
+    worst = max((o.max_abs for c in cases for o in c.outputs), default=0.0)
+    return {
+        "passed": not failures,
+        "atol": atol,
+        "rtol": rtol,
+        "max_abs": worst,
+        "failures": failures,
+    }
