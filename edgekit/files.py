@@ -24,6 +24,27 @@ def require_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def read_versioned_json(
+    path: Path, kind_key: str, kind: str, version_key: str, newest: int, noun: str
+) -> dict:
+    """Load an edgekit JSON document, refusing a corrupt one, another kind, or a newer version."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: corrupt {noun} ({exc})") from None
+    if not isinstance(doc, dict) or doc.get(kind_key) != kind:
+        raise InputError(f"{path}: not an edgekit {noun} (no {kind_key} {kind!r})")
+    version = doc.get(version_key)
+    if not isinstance(version, int) or version > newest:
+        raise InputError(
+            f"{path}: {noun} version {version} is newer than this edgekit reads ({newest}); "
+            "upgrade edgekit"
+        )
+    return doc
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
-from edgekit.files import sha256_file
+from edgekit.files import read_versioned_json, sha256_file
 
 MANIFEST = "edgekit.json"
 SCHEMA = "edgekit.bundle"
@@ -52,18 +52,9 @@ def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]
     path = bundle_dir / MANIFEST
     if not path.is_file():
         raise InputError(f"{bundle_dir} is not an edgekit bundle: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        raise InputError(f"{path}: not an edgekit bundle manifest (no schema {SCHEMA!r})")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise InputError(
-            f"{path}: bundle schema version {version} is newer than this edgekit reads "
-            f"({SCHEMA_VERSION}); upgrade edgekit"
-        )
+    manifest = read_versioned_json(
+        path, "schema", SCHEMA, "schema_version", SCHEMA_VERSION, "bundle manifest"
+    )
     if verify:
         for name, info in manifest.get("files", {}).items():
             f = bundle_dir / name

@@ -34,3 +34,7 @@ step "predict sales for two (temperature, price) rows"
 "$ek" predict "$runs/bundles/linear" 25,3 33,2.5
 step "generate 200 characters from the LSTM language model"
 "$ek" generate "$runs/bundles/charlm-lstm" --prompt "The " --max-new-tokens 200 --temperature 0.7 --seed 0
+
+step "bench: every available backend side by side with PyTorch (short run)"
+"$ek" bench "$runs/bundles/cnn" --batch 1,8 --iters 50 --rounds 3 --no-cold-start
+"$ek" bench "$runs/bundles/charlm-lstm" --batch 1 --iters 100 --rounds 3 --no-cold-start

@@ -12,6 +12,23 @@ from edgekit.runtimes.onnxruntime import BoundStepper, OrtBackend
 from edgekit.runtimes.sampling import check_sampling, sample
 
 
+def _check_generation(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    stop: str | Sequence[str] | None,
+) -> list[str]:
+    """Validate generation arguments; return the stop strings as a list."""
+    check_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not s for s in stops):
+        raise InputError("stop strings must not be empty")
+    return stops
+
+
 class GenerationSession:
     """One independent stream: `feed(text)`, `step() -> char`, `state` (numpy), `reset()`."""
 
@@ -91,12 +108,7 @@ class Generator:
         stop: str | Sequence[str] | None = None,
     ) -> Iterator[str]:
         """Yield generated characters as they are produced (a stop string itself is not yielded)."""
-        check_sampling(temperature, top_k, top_p)
-        if max_new_tokens < 0:
-            raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if any(not s for s in stops):
-            raise InputError("stop strings must not be empty")
+        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
         hold = max((len(s) for s in stops), default=1) - 1  # chars that may still start a stop
         session = self.session(seed)
         session.feed(prompt)
@@ -140,7 +152,7 @@ class Generator:
         Prompts of different lengths are prefilled in groups of equal length (no padding, which
         would change a recurrent state), then every stream steps together.
         """
-        check_sampling(temperature, top_k, top_p)
+        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
         if not prompts:
             return []
         encoded = [self.encode(p) for p in prompts]
@@ -156,7 +168,6 @@ class Generator:
             for p in self.backend.contract.state:
                 state[p.input][:, rows] = out[p.output]
         stepper.set_state(state)
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
         rng = np.random.default_rng(seed)
         texts = [""] * len(prompts)
         done = [False] * len(prompts)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
-from edgekit.files import atomic_directory, sha256_bytes, sha256_file
+from edgekit.files import atomic_directory, read_versioned_json, sha256_bytes, sha256_file
 
 FORMAT = "edgekit.checkpoint"
 FORMAT_VERSION = 1
@@ -90,18 +90,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for f in (meta_file, weights):
         if not f.is_file():
             raise InputError(f"{path} is not a checkpoint: {f.name} is missing")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{meta_file}: corrupt checkpoint metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{meta_file}: not an edgekit checkpoint (no format {FORMAT!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise InputError(
-            f"{path}: checkpoint format version {version} is newer than this edgekit "
-            f"reads ({FORMAT_VERSION}); upgrade edgekit"
-        )
+    meta = read_versioned_json(
+        meta_file, "format", FORMAT, "format_version", FORMAT_VERSION, "checkpoint"
+    )
     if meta.get("content_sha256") != _content_hash(meta):
         raise InputError(f"{meta_file}: metadata hash mismatch: the file was edited or damaged")
     if sha256_file(weights) != meta.get("weights_sha256"):
