@@ -137,11 +137,37 @@ def train(
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(help="a checkpoint directory")],
+    path: Annotated[Path, typer.Argument(help="a checkpoint or bundle directory")],
     as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
 ) -> None:
-    """Show a checkpoint's metadata (verifying its hashes)."""
+    """Show a checkpoint's metadata or a bundle's manifest (verifying their hashes)."""
+    from edgekit.manifest import MANIFEST, read_manifest
     from edgekit.training.checkpoint import load_checkpoint
+
+    if (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        if as_json:
+            _print_json(manifest)
+            return
+        typer.echo(
+            f"bundle {path}  (schema v{manifest['schema_version']}, task {manifest['task']}, "
+            f"model {manifest['model']['name']})"
+        )
+        for kind in ("inputs", "outputs"):
+            for t in manifest[kind]:
+                typer.echo(f"  {kind[:-1]:<6} {t['name']:<14} {t['dtype']:<8} {t['shape']}")
+        for s in manifest.get("state", []):
+            typer.echo(f"  state  {s['input']} -> {s['output']}  {s['shape']}")
+        parity = manifest["parity"]
+        typer.echo(
+            f"  exporter {manifest['exporter']['name']} (opset {manifest['exporter']['opset']}); "
+            f"parity {'passed' if parity['passed'] else 'FAILED'} at atol {parity['atol']}, "
+            f"rtol {parity['rtol']}"
+        )
+        for e in manifest.get("engines", []):
+            typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
+        typer.echo("  files  " + ", ".join(manifest["files"]))
+        return
 
     ckpt = load_checkpoint(path)
     if as_json:

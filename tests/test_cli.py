@@ -254,3 +254,10 @@ def test_generate(cli_bundles: dict[str, Path]) -> None:
     assert_user_error(
         invoke("generate", cli_bundles["charlm"], "--device", "cuda"), "CUDAExecutionProvider"
     )
+
+
+def test_info_on_a_bundle(cli_bundles: dict[str, Path]) -> None:
+    shown = invoke("info", cli_bundles["charlm"])
+    assert shown.exit_code == 0, shown.output
+    assert "state  state_in.h -> state_out.h" in shown.output and "parity passed" in shown.output
+    assert json.loads(invoke("info", cli_bundles["charlm"], "--json").output)["task"] == "generate"

@@ -250,10 +250,12 @@ def _ort_graph_call(handle: Any, feeds: dict[str, np.ndarray]) -> Callable[[], A
         binding.bind_ortvalue_output(t.name, value)
         outs.append(value)
 
+    options = handle.graph_run_options()  # this binding's own graph
+
     def run() -> Any:
         for n, v in values.items():
             v.update_inplace(feeds[n])
-        session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding, options)
         return outs[0].numpy()
 
     return run

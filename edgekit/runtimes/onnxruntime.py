@@ -100,10 +100,23 @@ class OrtBackend(Backend):
             providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
         )
         self.name = f"ort-{self.device}"
+        # With CUDA graphs on, ORT would capture any run; calls with varying shapes (plain runs,
+        # prefill) must opt out with gpu_graph_id -1. Without graphs, pass no RunOptions at all.
+        self.uncaptured: Any = None
+        self._graph_ids = iter(range(1, 1 << 30))
+        if cuda_graph:
+            self.uncaptured = ort().RunOptions()
+            self.uncaptured.add_run_config_entry("gpu_graph_id", "-1")
         self._outputs = [o.name for o in self.session.get_outputs()]
 
+    def graph_run_options(self) -> Any:
+        """RunOptions with a CUDA graph id of its own: each fixed-shape binding gets its own graph."""
+        options = ort().RunOptions()
+        options.add_run_config_entry("gpu_graph_id", str(next(self._graph_ids)))
+        return options
+
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run(self._outputs, dict(feeds))
+        values = self.session.run(self._outputs, dict(feeds), self.uncaptured)
         return dict(zip(self._outputs, values, strict=True))
 
 
@@ -122,6 +135,7 @@ class BoundStepper:
         if not contract.state or contract.token_input is None:
             raise InputError("stepping needs a recurrent bundle (state inputs and a token input)")
         self.session = backend.session
+        self.uncaptured = backend.uncaptured
         self.batch = batch
         self.pairs = [(p.input, p.output) for p in contract.state]
         self.token_name = contract.token_input
@@ -144,9 +158,7 @@ class BoundStepper:
         # (measured with onnxruntime 1.32 on a 2x256 LSTM step of ~50 us).
         self.run_options: list[Any] = [None, None]
         if self.graph:
-            for k in range(2):
-                self.run_options[k] = ort().RunOptions()
-                self.run_options[k].add_run_config_entry("gpu_graph_id", str(k + 1))
+            self.run_options = [backend.graph_run_options(), backend.graph_run_options()]
         self.buffers: list[dict[str, Any]] = []
         for _ in range(2):
             buf = {}
@@ -199,7 +211,7 @@ class BoundStepper:
         for name_in, name_out in self.pairs:
             binding.bind_ortvalue_input(name_in, live[name_in])
             binding.bind_ortvalue_output(name_out, spare[name_in])
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, self.uncaptured)
         self.current ^= 1
         last = binding.get_outputs()[0].numpy()[:, -1]  # (batch, V)
         self.logits[:, 0] = last
