@@ -102,3 +102,49 @@ def test_defaults_reach_the_documented_metric(tmp_path: Path, model: str) -> Non
         assert m["test_accuracy"] >= 0.9
     else:
         assert m["val_perplexity"] < 0.5 * m["unigram_perplexity"]
+
+
+def test_cnn_trains_on_an_image_folder_and_exports_with_its_images(tmp_path: Path) -> None:
+    """A user's folder of photos (one subfolder per class, one corrupt file) end to end."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from edgekit.exporters import bundle_from_checkpoint
+
+    photos = load_sample_images().images  # two real photographs shipped with scikit-learn
+    for cls, photo in zip(("Cat", "Dog"), photos, strict=True):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(4):
+            crop = photo[i * 40 : i * 40 + 200, i * 50 : i * 50 + 260]
+            Image.fromarray(crop).save(tmp_path / "imgs" / cls / f"{i}.jpg")
+    (tmp_path / "imgs" / "Dog" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    ckpt = train_tiny("cnn", tmp_path / "ck", data=tmp_path / "imgs", epochs=2)
+    meta = ckpt.meta
+    assert meta["labels"] == ["Cat", "Dog"] and meta["data"]["skipped"] == 1
+    assert meta["metrics"]["skipped_files"] == 1
+    _, manifest = bundle_from_checkpoint(ckpt.path, tmp_path / "b", steps=0)
+    assert any(c["case"].startswith("real data (8 images)") for c in manifest["parity"]["cases"])
+
+
+def test_linear_trains_on_a_csv(tmp_path: Path) -> None:
+    rows = "\n".join(f"{x},{2 * x + 1}" for x in range(30))
+    (tmp_path / "t.csv").write_text("x,y\n" + rows + "\n")
+    ckpt = train_tiny("linear", tmp_path / "ck", data=tmp_path / "t.csv", epochs=500)
+    assert ckpt.meta["metrics"]["mse"] < 1e-3
+    assert ckpt.meta["data"]["rows"] == 30 and ckpt.meta["columns"] == ["x", "y"]
+
+
+def test_lenet_trains_on_an_npz(tmp_path: Path) -> None:
+    from edgekit.data.digits import builtin_digits
+
+    d = builtin_digits(seed=1)
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=d.x_train,
+        y_train=d.y_train,
+        x_test=d.x_test,
+        y_test=d.y_test,
+    )
+    ckpt = train_tiny("lenet", tmp_path / "ck", data=tmp_path / "mnist.npz")
+    assert ckpt.meta["data"]["source"].endswith("mnist.npz") and ckpt.meta["data"]["sha256"]
+    assert ckpt.meta["metrics"]["test_accuracy"] > 0.5

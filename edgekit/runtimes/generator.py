@@ -112,6 +112,10 @@ class Generator:
         hold = max((len(s) for s in stops), default=1) - 1  # chars that may still start a stop
         session = self.session(seed)
         session.feed(prompt)
+        if not stops:  # the common case: nothing to hold back
+            for _ in range(max_new_tokens):
+                yield session.step(temperature, top_k, top_p)
+            return
         pending = ""
         for _ in range(max_new_tokens):
             pending += session.step(temperature, top_k, top_p)
