@@ -91,16 +91,13 @@ def train(
 ) -> None:
     """Train a zoo model and write a checkpoint (safetensors + JSON)."""
     from edgekit.models import get_model
+    from edgekit.models.registry import CELLS
     from edgekit.training import TrainOptions
     from edgekit.training import train as run_training
 
     get_model(model)  # unknown names fail before torch is imported
-    if model == "charlm":
-        from edgekit.models.registry import MODELS  # noqa: F401  (keeps the import cheap)
-
-        cells = ("rnn", "lstm", "gru", "scratch-rnn", "scratch-lstm")
-        if cell not in cells:
-            _fail(f"unknown --cell {cell!r}; known cells: {', '.join(cells)}", 2)
+    if model == "charlm" and cell not in CELLS:
+        _fail(f"unknown --cell {cell!r}; known cells: {', '.join(CELLS)}", 2)
     default_out = f"runs/{model}-{cell}" if model == "charlm" else f"runs/{model}"
     opts = TrainOptions(
         model=model,
@@ -243,6 +240,8 @@ def export(
     from edgekit.parity import ParityReport
 
     typer.echo(_report_table(manifest["parity"], ParityReport))
+    if manifest["parity"].get("real_data_note"):
+        typer.echo(f"note: {manifest['parity']['real_data_note']}")
     typer.echo(f"exporter: {manifest['exporter']['name']} (opset {manifest['exporter']['opset']})")
     typer.echo(f"bundle: {path}")
     if tensorrt:

@@ -103,7 +103,14 @@ def bundle_from_checkpoint(
         plan.manifest["model"]["name"], (DEFAULT_ATOL, DEFAULT_RTOL)
     )
     return write_bundle(
-        plan, out, exporter, opset, atol or default_atol, rtol or default_rtol, force, steps
+        plan,
+        out,
+        exporter,
+        opset,
+        default_atol if atol is None else atol,
+        default_rtol if rtol is None else rtol,
+        force,
+        steps,
     )
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = ("rnn", "lstm", "gru", "scratch-rnn", "scratch-lstm")
+from edgekit.models.registry import CELLS
 
 
 def state_names(cell: str) -> tuple[str, ...]:

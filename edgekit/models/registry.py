@@ -9,6 +9,8 @@ from typing import Any
 
 from edgekit.errors import InputError
 
+CELLS = ("rnn", "lstm", "gru", "scratch-rnn", "scratch-lstm")  # charlm recurrent cells
+
 
 @dataclass(frozen=True)
 class ModelEntry:

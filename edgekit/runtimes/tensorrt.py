@@ -98,7 +98,7 @@ class TrtBackend(Backend):
         for name, arr in staged.items():
             self.context.set_input_shape(name, arr.shape)
             cuda.memcpy_htod(self.buffers[name].ptr, arr, self.stream)
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         outputs = {}
         for t in self.contract.outputs:
@@ -154,7 +154,7 @@ class TrtStepper:
 
     def _enqueue_step(self) -> None:
         cuda.memcpy_htod(self.token_dev.ptr, self.tokens, self.stream)
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         cuda.memcpy_dtoh(self.logits, self.logits_dev.ptr, self.stream)
 
@@ -181,7 +181,7 @@ class TrtStepper:
         self._bind(self.current, t)
         staged = np.ascontiguousarray(tokens, dtype=np.int64)
         cuda.memcpy_htod(self.token_dev.ptr, staged, self.stream)
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         full = np.empty((self.batch, t, self.logits.shape[-1]), np.float32)
         cuda.memcpy_dtoh(full, self.logits_dev.ptr, self.stream)
