@@ -128,8 +128,8 @@ def targets(docs: dict[str, Any], gen: dict[str, Any]) -> list[str]:
     lstm = docs.get("charlm-lstm")
     if lstm and (r := _row(lstm, "ort-cpu", "step bound B=1")) and r["speedup_vs_torch"]:
         lines.append(
-            f"| LSTM charlm step, B=1: >= 5x torch eager | {r['speedup_vs_torch']:.2f}x "
-            f"({r['p50_us']:.1f} us vs torch) | {'yes' if r['speedup_vs_torch'] >= 5 else 'no'} |"
+            "| LSTM charlm step, B=1 (bench bound step, ORT default threads): >= 5x torch eager | "
+            f"{r['speedup_vs_torch']:.2f}x ({r['p50_us']:.1f} us) | {'yes' if r['speedup_vs_torch'] >= 5 else 'no'} |"
         )
     cnn = docs.get("cnn")
     if cnn and (r := _row(cnn, "ort-cpu", "batch 1")) and r["speedup_vs_torch"]:
@@ -147,6 +147,11 @@ def targets(docs: dict[str, Any], gen: dict[str, Any]) -> list[str]:
     lines.append(
         f"| Generator step within 1.10x of a raw ORT IO-binding loop | {ratio:.3f} "
         f"| {'yes' if ratio <= 1.10 else 'no'} |"
+    )
+    speedup = gen["torch_vs_generator_p50"]
+    lines.append(
+        f"| Generator step (1 ORT thread) >= 5x torch eager stepping | {speedup:.2f}x "
+        f"| {'yes' if speedup >= 5 else 'no'} |"
     )
     return lines
 

@@ -22,13 +22,21 @@ _EXTRA_FOR = {
 }
 
 
+def extra_for(module: str) -> str:
+    """The extra that installs `module` (its top-level package)."""
+    return _EXTRA_FOR.get(module.split(".")[0], "train")
+
+
+def is_optional(module: str | None) -> bool:
+    return module is not None and module.split(".")[0] in _EXTRA_FOR
+
+
 def require(module: str, purpose: str = "this feature") -> ModuleType:
     """Import `module` or raise MissingDependency naming the extra that installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        extra = _EXTRA_FOR.get(top, "train")
         raise MissingDependency(
-            f"{purpose} needs '{top}', which is not installed: pip install 'edgekit[{extra}]'"
+            f"{purpose} needs '{top}', which is not installed: pip install 'edgekit[{extra_for(top)}]'"
         ) from exc

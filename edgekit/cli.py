@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts contain extras like edgekit[gpu], not markup
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +45,12 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except EdgekitError as exc:
             _fail(str(exc), exc.exit_code)
+        except ModuleNotFoundError as exc:  # an optional extra is missing (e.g. torch on a device)
+            from edgekit._optional import is_optional
+
+            if not is_optional(exc.name):
+                raise
+            _fail(missing_extra_message(exc), 2)
 
     return wrapper  # type: ignore[return-value]
 
@@ -88,6 +95,9 @@ def train(
     samples: Annotated[int, typer.Option(help="cnn: synthetic images when no --data")] = 240,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    force: Annotated[
+        bool, typer.Option(help="replace --out even if it is not a checkpoint")
+    ] = False,
 ) -> None:
     """Train a zoo model and write a checkpoint (safetensors + JSON)."""
     from edgekit.models import get_model
@@ -119,9 +129,7 @@ def train(
     opts.validate()
     if data is not None and not data.exists():
         _fail(f"--data not found: {data}", 2)
-    ckpt, result = run_training(
-        opts, out or Path(default_out), show_progress=not (quiet or as_json)
-    )
+    ckpt, result = run_training(opts, out or Path(default_out), not (quiet or as_json), force)
     if as_json:
         _print_json({"checkpoint": str(ckpt.path), "metrics": result.metrics, "data": result.data})
         return
@@ -185,6 +193,11 @@ def info(
     typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
 
 
+def _require_steps(steps: int) -> None:
+    if steps < 1:
+        _fail(f"--steps must be >= 1 (the rollout is part of the parity proof), got {steps}", 2)
+
+
 class Exporter(str, Enum):
     auto = "auto"
     dynamo = "dynamo"
@@ -221,6 +234,7 @@ def export(
     max_seq: Annotated[int, typer.Option(help="TensorRT: longest time axis in the profile")] = 512,
 ) -> None:
     """Export a checkpoint to an ONNX bundle, proving parity with PyTorch first."""
+    _require_steps(steps)
     from edgekit.exporters import bundle_from_checkpoint
 
     if tensorrt:  # fail before the export, not after it
@@ -304,6 +318,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Re-run the parity checks of a bundle against its source checkpoint; exit 0 or 1."""
+    _require_steps(steps)
     from edgekit.exporters.bundle import verify_bundle
 
     report = verify_bundle(bundle, checkpoint, steps)
@@ -314,6 +329,15 @@ def verify(
         typer.echo(f"verify: {'PASS' if report.passed else 'FAIL'} ({bundle})")
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _load(bundle: Path, device: str) -> Any:
+    import edgekit
+
+    model = edgekit.load(bundle, device=device)
+    if device == "auto":
+        typer.echo(f"device: {model.device} (auto)", err=True)
+    return model
 
 
 DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | auto")]
@@ -329,9 +353,8 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Classify image files with a bundle (torch-free)."""
-    import edgekit
 
-    model = edgekit.load(bundle, device=device)
+    model = _load(bundle, device)
     if model.task != "classify" or not model.manifest.get("preprocess"):
         _fail(
             f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
@@ -339,6 +362,8 @@ def classify(
             2,
         )
     for path in images:
+        if path.is_dir():
+            _fail(f"{path} is a directory; pass image files (e.g. {path}/*.jpg)", 2)
         if not path.is_file():
             _fail(f"image not found: {path}", 2)
     predictions = model.predict([str(p) for p in images], top_k=top_k)
@@ -369,9 +394,7 @@ def predict(
     """Predict from feature rows with a tabular bundle (torch-free)."""
     import numpy as np
 
-    import edgekit
-
-    model = edgekit.load(bundle, device=device)
+    model = _load(bundle, device)
     if model.task not in ("regress", "classify") or model.manifest.get("preprocess"):
         _fail(f"{bundle} is not a tabular bundle; predict takes feature rows", 2)
     width = model.backend.contract.inputs[0].shape[1]
@@ -397,6 +420,7 @@ def predict(
 
 def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[float]]:
     import csv
+    import math
 
     texts = [r.split(",") for r in rows]
     if csv_path is not None:
@@ -412,6 +436,8 @@ def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[
             row = [float(c) for c in cells]
         except ValueError:
             _fail(f"row {','.join(cells)!r} is not numbers separated by commas", 2)
+        if not all(math.isfinite(v) for v in row):
+            _fail(f"row {','.join(cells)!r} has a non-finite value (nan or inf)", 2)
         if isinstance(width, int) and len(row) != width:
             _fail(f"row {','.join(cells)!r} has {len(row)} values; the model expects {width}", 2)
         data.append(row)
@@ -432,9 +458,8 @@ def generate(
     device: DeviceOption = "cpu",
 ) -> None:
     """Generate text with a recurrent bundle (torch-free)."""
-    import edgekit
 
-    model = edgekit.load(bundle, device=device)
+    model = _load(bundle, device)
     if model.task != "generate":
         _fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
     args = (prompt, max_new_tokens, temperature, top_k, top_p, seed)
@@ -516,7 +541,7 @@ def bench(
     budget = Budget(
         warmup=None if warmup_s is not None else (20 if warmup is None else warmup),
         warmup_s=warmup_s,
-        iters=None if duration is not None else (iters or 200),
+        iters=None if duration is not None else (200 if iters is None else iters),
         duration_s=duration,
         rounds=rounds,
     )
@@ -554,5 +579,24 @@ def bench(
         report.write_plot(doc, plot)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The console script: usage errors become one line on stderr (exit 2), never a usage box."""
+    try:
+        code = app(argv, standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `edgekit`: show the help
+            typer.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str:
+    from edgekit._optional import extra_for
+
+    top = (exc.name or "").split(".")[0]
+    return f"this command needs '{top}', which is not installed: pip install 'edgekit[{extra_for(top)}]'"

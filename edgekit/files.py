@@ -69,6 +69,17 @@ def check_writable(target: str | Path) -> None:
         raise InputError(f"cannot write to {target}: {ancestor} is not writable")
 
 
+def _publish_permissions(directory: Path) -> None:
+    """mkdtemp makes a private (0700) directory: give it, and its files, the usual umask modes so a
+    bundle deployed by one user can be read by the service that runs it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for f in directory.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~umask)
+
+
 @contextmanager
 def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `final`; rename it into place only if the block succeeds.
@@ -87,11 +98,15 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
         raise InputError(f"cannot write to {parent}: {exc.strerror}") from None
     try:
         yield tmp
+        _publish_permissions(tmp)
         if final.exists():
             old = parent / f".{final.name}.old-{os.getpid()}"
             final.rename(old)
             tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
         else:
             tmp.rename(final)
     finally:

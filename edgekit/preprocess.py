@@ -54,6 +54,10 @@ def to_pil(image: Any, color: str) -> Any:
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"image arrays must be uint8 HWC, got dtype {image.dtype}")
+        if image.ndim == 3 and image.shape[2] == 1:  # HW1 grey -> HW
+            image = image[:, :, 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(f"image arrays must be HW, HW1, HW3 or HW4, got shape {image.shape}")
         image = pil.fromarray(image)
     if image.mode != color:
         image = image.convert(color)

@@ -261,3 +261,143 @@ def test_info_on_a_bundle(cli_bundles: dict[str, Path]) -> None:
     assert shown.exit_code == 0, shown.output
     assert "state  state_in.h -> state_out.h" in shown.output and "parity passed" in shown.output
     assert json.loads(invoke("info", cli_bundles["charlm"], "--json").output)["task"] == "generate"
+
+
+# --- review fixes: nothing destroyed, one line for every mistake ------------------------------------
+
+
+def test_train_never_deletes_a_users_files(tmp_path: Path) -> None:
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "notes.txt").write_text("precious")
+    (tmp_path / "tiny.txt").write_text("x")
+    for target in ("mydata", "tiny.txt"):
+        result = invoke("train", "linear", "--epochs", 5, "--quiet", "--out", tmp_path / target)
+        assert_user_error(result, "is not an edgekit checkpoint", "--force")
+    assert (tmp_path / "mydata" / "notes.txt").read_text() == "precious"
+    assert (
+        invoke("train", "linear", "--epochs", 5, "--quiet", "--out", tmp_path / "ck").exit_code == 0
+    )
+    assert (
+        invoke("train", "linear", "--epochs", 5, "--quiet", "--out", tmp_path / "ck").exit_code == 0
+    )
+    forced = invoke(
+        "train", "linear", "--epochs", 5, "--quiet", "--out", tmp_path / "tiny.txt", "--force"
+    )
+    assert forced.exit_code == 0 and (tmp_path / "tiny.txt" / "checkpoint.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "mydata", "tiny.txt"], (
+        "no leftovers"
+    )
+
+
+def test_outputs_are_readable_by_others(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    invoke("train", "linear", "--epochs", 5, "--quiet", "--out", tmp_path / "ck")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "ck").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "ck" / "weights.safetensors").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train"], "Missing argument 'model'"),
+        (["train", "linear", "--epochs", "abc"], "--epochs"),
+        (["bogus"], "No such command 'bogus'"),
+        (["export", "x", "--exporter", "foo"], "--exporter"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+
+
+def test_missing_torch_names_the_extra(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch': raise ModuleNotFoundError('blocked', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edgekit.cli import main\n"
+        f"main(['train', 'linear', '--out', {str(tmp_path / 'ck')!r}])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert (
+        out.stderr.strip()
+        == "error: this command needs 'torch', which is not installed: pip install 'edgekit[train]'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape_train", "labels", "message"),
+    [
+        ((4, 8, 8), [0, 1, 2, 3], "lenet takes 28x28 or 32x32"),
+        ((4, 28, 28), [0, 1, -1, 3], ">= 0"),
+        ((4, 28, 28), [0, 1, 2], "one label per image"),
+        ((4, 28), [0, 1, 2, 3], "(N, H, W)"),
+    ],
+)
+def test_bad_npz(tmp_path: Path, shape_train: tuple, labels: list, message: str) -> None:
+    import numpy as np
+
+    x = np.zeros(shape_train, np.uint8)
+    np.savez(
+        tmp_path / "d.npz", x_train=x, y_train=np.array(labels), x_test=x, y_test=np.array(labels)
+    )
+    assert_user_error(invoke("train", "lenet", "--data", tmp_path / "d.npz", "--quiet"), message)
+
+
+def test_zero_nan_and_inf_are_refused(
+    cli_bundles: dict[str, Path], tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    assert_user_error(invoke("train", "charlm", "--max-chars", 0), "--max-chars must be a positive")
+    assert_user_error(invoke("train", "linear", "--lr", "inf"), "--lr must be a positive")
+    assert_user_error(
+        invoke("export", tiny_checkpoints["charlm"], "--out", tmp_path / "b", "--steps", 0),
+        "--steps must be >= 1",
+    )
+    assert_user_error(invoke("verify", cli_bundles["charlm"], "--steps", 0), "--steps must be >= 1")
+    assert_user_error(
+        invoke("export", tiny_checkpoints["linear"], "--out", tmp_path / "b", "--rtol", "nan"),
+        "tolerances must be positive finite",
+    )
+    assert_user_error(
+        invoke(
+            "export",
+            tiny_checkpoints["linear"],
+            "--out",
+            tmp_path / "b",
+            "--exporter",
+            "torchscript",
+            "--opset",
+            21,
+        ),
+        "supported: torchscript 14..20",
+    )
+    assert_user_error(invoke("predict", cli_bundles["linear"], "nan,1"), "non-finite")
+    assert_user_error(invoke("bench", cli_bundles["linear"], "--iters", 0), "at least 10 samples")
+    assert_user_error(
+        invoke("bench", cli_bundles["linear"], "--json", "/proc/r.json"), "cannot write in /proc"
+    )
+    assert not (tmp_path / "b").exists()
+
+
+def test_auto_device_says_which(cli_bundles: dict[str, Path]) -> None:
+    result = invoke("generate", cli_bundles["charlm"], "--max-new-tokens", 3, "--device", "auto")
+    assert result.exit_code == 0 and "device: " in result.output and "(auto)" in result.output
+
+
+def test_classify_a_directory(cli_bundles: dict[str, Path], tmp_path: Path) -> None:
+    assert_user_error(invoke("classify", cli_bundles["cnn"], tmp_path), "is a directory")

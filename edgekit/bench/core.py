@@ -125,6 +125,9 @@ def run_bench(
             "duration_s": budget.duration_s,
             "rounds": budget.rounds,
             "threads": threads,
+            "threads_effective": _effective_threads(
+                threads, [s for s in status if status[s]["status"] == "ok"]
+            ),
             "timer": "perf_counter_ns",
             "gc_paused": True,
             "interleaved": True,
@@ -157,6 +160,20 @@ def _model_bytes(backend: str, bundle: Path, manifest: dict[str, Any]) -> int:
     if backend == "trt":
         return sum((bundle / e["file"]).stat().st_size for e in manifest.get("engines", []))
     return int((bundle / manifest["graph"]).stat().st_size)
+
+
+def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, Any]:
+    """What each runtime actually used: an explicit count, or the runtime's own default."""
+    out: dict[str, Any] = {}
+    if any(b.startswith("ort") for b in backends):
+        out["onnxruntime_intra_op"] = (
+            threads or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus)"
+        )
+    if any(b.startswith("torch") for b in backends):
+        import torch
+
+        out["torch"] = torch.get_num_threads()
+    return out
 
 
 def machine_info() -> dict[str, Any]:

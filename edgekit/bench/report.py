@@ -122,10 +122,14 @@ def check_output_path(path: Path | None, flag: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{flag} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{flag} {path}: the folder {parent} is not writable")
     if path.is_dir():
         raise InputError(f"{flag} {path} is a directory; give a file name")
+    try:  # really try: permission bits say nothing for root or on read-only file systems
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot write in {parent} ({exc.strerror})") from None
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:

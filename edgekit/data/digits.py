@@ -33,9 +33,21 @@ def read_npz(path: str | Path) -> Digits:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable .npz ({exc})") from None
     xtr, ytr, xte, yte = arrays
-    for name, x in (("x_train", xtr), ("x_test", xte)):
-        if x.ndim != 3:
-            raise InputError(f"{path}: {name} must be (N, H, W) grey images, got shape {x.shape}")
+    for name, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+        if x.ndim != 3 or min(x.shape) < 1:
+            raise InputError(f"{path}: x_{name} must be (N, H, W) grey images, got shape {x.shape}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise InputError(
+                f"{path}: y_{name} must hold one label per image ({len(x)}), got shape {y.shape}"
+            )
+        if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise InputError(f"{path}: y_{name} must be integer class ids >= 0")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise InputError(
+            f"{path}: train images are {xtr.shape[1:]} but test images are {xte.shape[1:]}"
+        )
+    if len(yte) and yte.max() > ytr.max():
+        raise InputError(f"{path}: y_test has class {int(yte.max())}, never seen in y_train")
     desc = {
         "source": str(path.resolve()),
         "sha256": sha256_file(path),

@@ -50,7 +50,7 @@ def read_csv_table(path: str | Path) -> Table:
         rows = list(csv.reader(f))
     if len(rows) < 3:
         raise InputError(
-            f"{path}: expected a header row and at least 2 data rows, got {len(rows)} rows"
+            f"{path}: expected a header row and at least 2 data rows, got {max(len(rows) - 1, 0)} data row(s)"
         )
     header, body = rows[0], [r for r in rows[1:] if r]
     if len(header) < 2:

@@ -23,10 +23,10 @@ from edgekit.exporters.adapters import export_module
 from edgekit.exporters.onnx import (
     DEFAULT_OPSET,
     EXPORTERS,
-    check_opset,
     finalize_graph,
     frozen_axes,
     onnx_from_module,
+    usable_exporters,
 )
 from edgekit.exporters.samples import Sample, real_samples
 from edgekit.files import atomic_directory, check_writable
@@ -242,9 +242,8 @@ def write_bundle(
     out = Path(out)
     if exporter not in ("auto", *EXPORTERS):
         raise InputError(f"unknown exporter {exporter!r}; known: auto, {', '.join(EXPORTERS)}")
-    check_opset(opset)
-    if atol <= 0 or rtol < 0:
-        raise InputError(f"tolerances must be positive: atol {atol}, rtol {rtol}")
+    if not (0 < atol < float("inf")) or not (0 <= rtol < float("inf")):
+        raise InputError(f"tolerances must be positive finite numbers: atol {atol}, rtol {rtol}")
     if steps < 0:
         raise InputError(f"--steps must be >= 0, got {steps}")
     if out.exists() and not force:
@@ -255,7 +254,7 @@ def write_bundle(
         torch.from_numpy(v)
         for v in plan.contract.example(EXPORT_BATCH, EXPORT_TIME, np.random.default_rng(0)).values()
     )
-    candidates = _candidates(exporter, plan.contract)
+    candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     failures: list[str] = []
     with atomic_directory(out, force=force) as tmp:

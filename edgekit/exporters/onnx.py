@@ -18,12 +18,26 @@ DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
 MIN_OPSET = 14
 
 
-def check_opset(opset: int | None) -> None:
+def opset_range(exporter: str) -> tuple[int, int]:
+    """The opsets each exporter can write (torch's own limits, capped by the installed onnx)."""
     import onnx
+    from torch.onnx import _constants
 
-    newest = onnx.defs.onnx_opset_version()
-    if opset is not None and not MIN_OPSET <= opset <= newest:
-        raise InputError(f"unsupported opset {opset}; supported: {MIN_OPSET}..{newest}")
+    newest = min(onnx.defs.onnx_opset_version(), _constants.ONNX_MAX_OPSET)
+    if exporter == "torchscript":
+        return MIN_OPSET, min(newest, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    return 18, newest  # the dynamo exporter writes opset 18 and later
+
+
+def usable_exporters(candidates: list[str], opset: int | None) -> list[str]:
+    """The candidates that can write `opset`; an opset none of them supports is bad input."""
+    if opset is None:
+        return candidates
+    usable = [e for e in candidates if opset_range(e)[0] <= opset <= opset_range(e)[1]]
+    if not usable:
+        ranges = ", ".join(f"{e} {lo}..{hi}" for e in candidates for lo, hi in [opset_range(e)])
+        raise InputError(f"unsupported opset {opset}; supported: {ranges}")
+    return usable
 
 
 def onnx_from_module(

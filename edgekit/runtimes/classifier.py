@@ -39,7 +39,10 @@ class _Task:
             return arr[None] if arr.ndim == rank - 1 else arr
         spec = self.manifest.get("preprocess")
         if spec is None:  # tabular rows
-            arr = np.asarray(x, dtype=np.float32)
+            try:
+                arr = np.asarray(x, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"feature rows must be numbers ({exc})") from None
             return arr[None] if arr.ndim == 1 else arr
         from edgekit.preprocess import preprocess_images
 
@@ -49,6 +52,8 @@ class _Task:
             items = list(x) if x.ndim == 4 else [x]  # uint8 NHWC batch, or one HW(C) image
         else:
             items = x
+        if len(items) == 0:
+            raise InputError("no images given")
         try:
             return preprocess_images(items, spec)
         except (OSError, ValueError) as exc:

@@ -57,13 +57,26 @@ class GenerationSession:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the recurrent state, by state input name, each (L, 1, H)."""
-        return self._stepper.get_state()
+        """A copy of the session: the recurrent state by state input name, each (L, 1, H), and, once
+        text has been fed, "logits" (1, V) for the next token, so a restored session continues exactly."""
+        snapshot = self._stepper.get_state()
+        if self._ready:
+            snapshot["logits"] = self._stepper.logits[:, 0].copy()
+        return snapshot
 
     @state.setter
     def state(self, value: dict[str, np.ndarray]) -> None:
+        value = dict(value)
+        logits = value.pop("logits", None)
         self._stepper.set_state(value)
-        self._ready = False  # the logits belong to the old state: feed() before step()
+        self._ready = logits is not None  # without logits, feed() text before step()
+        if logits is not None:
+            logits = np.asarray(logits, dtype=np.float32)
+            if logits.shape != self._stepper.logits[:, 0].shape:
+                raise InputError(
+                    f"state logits: shape {logits.shape}, expected {self._stepper.logits[:, 0].shape}"
+                )
+            self._stepper.logits[:, 0] = logits
 
     def reset(self) -> None:
         self._stepper.reset()

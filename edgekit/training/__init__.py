@@ -25,17 +25,30 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def train(opts: TrainOptions, out: str | Path, show_progress: bool = False) -> tuple[Any, Any]:
-    """Train `opts.model`, save the checkpoint at `out`; return (checkpoint, TrainResult)."""
+def train(
+    opts: TrainOptions, out: str | Path, show_progress: bool = False, force: bool = False
+) -> tuple[Any, Any]:
+    """Train `opts.model`, save the checkpoint at `out`; return (checkpoint, TrainResult).
+
+    An existing checkpoint at `out` is replaced (retraining); anything else there is refused unless
+    `force`, so a mistyped --out never deletes a user's files.
+    """
+    from edgekit.errors import InputError
     from edgekit.files import check_writable
     from edgekit.models import get_model
-    from edgekit.training.checkpoint import save_checkpoint
+    from edgekit.training.checkpoint import METADATA, save_checkpoint
     from edgekit.training.loop import resolve_device, seed_everything
     from edgekit.training.recipes import RECIPES, config_dict
 
     entry = get_model(opts.model)
     opts.validate()
     check_writable(out)
+    target = Path(out)
+    if target.exists() and not force and not (target / METADATA).is_file():
+        raise InputError(
+            f"{target} exists and is not an edgekit checkpoint; choose another --out "
+            "or pass --force to replace it"
+        )
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
     result = RECIPES[opts.model](opts, device, show_progress)

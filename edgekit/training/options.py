@@ -55,7 +55,9 @@ class TrainOptions:
         for flag, value in checks:
             if value is not None and value <= 0:
                 raise InputError(f"{flag} must be a positive integer, got {value}")
-        if self.lr is not None and not self.lr > 0:
+        if self.max_chars is not None and self.max_chars <= 0:
+            raise InputError(f"--max-chars must be a positive integer, got {self.max_chars}")
+        if self.lr is not None and not (self.lr > 0 and self.lr != float("inf")):
             raise InputError(f"--lr must be a positive number, got {self.lr}")
         if self.embed < 0:
             raise InputError(f"--embed must be 0 (one-hot) or a positive width, got {self.embed}")
