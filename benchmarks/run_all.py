@@ -129,7 +129,8 @@ def targets(docs: dict[str, Any], gen: dict[str, Any]) -> list[str]:
     if lstm and (r := _row(lstm, "ort-cpu", "step bound B=1")) and r["speedup_vs_torch"]:
         lines.append(
             "| LSTM charlm step, B=1 (bench bound step, ORT default threads): >= 5x torch eager | "
-            f"{r['speedup_vs_torch']:.2f}x ({r['p50_us']:.1f} us) | {'yes' if r['speedup_vs_torch'] >= 5 else 'no'} |"
+            f"{r['speedup_vs_torch']:.2f}x ({r['p50_us']:.1f} us) | "
+            f"{'yes' if r['speedup_vs_torch'] >= 5 else 'no'} |"
         )
     cnn = docs.get("cnn")
     if cnn and (r := _row(cnn, "ort-cpu", "batch 1")) and r["speedup_vs_torch"]:
