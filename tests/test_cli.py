@@ -222,7 +222,7 @@ def test_predict(cli_bundles: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_generate(cli_bundles: dict[str, Path]) -> None:
-    result = invoke(
+    args = [
         "generate",
         cli_bundles["charlm"],
         "--prompt",
@@ -231,19 +231,10 @@ def test_generate(cli_bundles: dict[str, Path]) -> None:
         20,
         "--temperature",
         0,
-    )
+    ]
+    result = invoke(*args)
     assert result.exit_code == 0 and result.output.startswith("the ") and len(result.output) == 25
-    streamed = invoke(
-        "generate",
-        cli_bundles["charlm"],
-        "--prompt",
-        "the ",
-        "--max-new-tokens",
-        20,
-        "--temperature",
-        0,
-        "--stream",
-    )
+    streamed = invoke(*args, "--stream")
     assert streamed.output == result.output
     assert_user_error(
         invoke("generate", cli_bundles["charlm"], "--prompt", "€"), "not in the model's vocabulary"
