@@ -30,3 +30,16 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     """One tiny checkpoint per zoo model (charlm with an LSTM cell), trained once per session."""
     root = tmp_path_factory.mktemp("ckpt")
     return {m: train_tiny(m, root / m).path for m in TINY}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(
+    tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """One read-only bundle per tiny checkpoint, exported once per session (tests copy before damaging)."""
+    from edgekit.exporters import bundle_from_checkpoint
+
+    root = tmp_path_factory.mktemp("bundles")
+    return {
+        m: bundle_from_checkpoint(ck, root / m, steps=5)[0] for m, ck in tiny_checkpoints.items()
+    }

@@ -14,21 +14,14 @@ from edgekit.bench.runner import Budget
 from edgekit.bench.stats import summarize
 from edgekit.cli import app
 from edgekit.errors import InputError
-from edgekit.exporters import bundle_from_checkpoint
 
 runner = CliRunner()
 QUICK = Budget(warmup=2, iters=10, rounds=2)
 
 
-@pytest.fixture(scope="module")
-def bench_bundles(
-    tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("bench")
-    return {
-        m: bundle_from_checkpoint(tiny_checkpoints[m], root / m, steps=0)[0]
-        for m in ("lenet", "charlm")
-    }
+@pytest.fixture
+def bench_bundles(tiny_bundles: dict[str, Path]) -> dict[str, Path]:
+    return tiny_bundles
 
 
 def test_summary_statistics() -> None:

@@ -174,17 +174,9 @@ def test_export_bad_inputs(tiny_checkpoints: dict[str, Path], tmp_path: Path) ->
 # --- classify, predict, generate ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cli_bundles(
-    tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    from edgekit.exporters import bundle_from_checkpoint
-
-    root = tmp_path_factory.mktemp("cli-bundles")
-    return {
-        m: bundle_from_checkpoint(tiny_checkpoints[m], root / m, steps=5)[0]
-        for m in ("cnn", "linear", "logistic", "charlm")
-    }
+@pytest.fixture
+def cli_bundles(tiny_bundles: dict[str, Path]) -> dict[str, Path]:
+    return tiny_bundles
 
 
 def test_classify(cli_bundles: dict[str, Path], tmp_path: Path) -> None:

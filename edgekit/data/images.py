@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.errors import InputError
-from edgekit.preprocess import normalise, resize_pixels
+from edgekit.preprocess import preprocess_images
 
 log = logging.getLogger(__name__)
 
@@ -114,4 +114,4 @@ def batch_arrays(images: list[Any], spec: dict, augment_rng: random.Random | Non
     if augment_rng is not None:
         size = spec["resize"][0]
         images = [augment(im, size, augment_rng) for im in images]
-    return normalise(np.stack([resize_pixels(im, spec) for im in images]), spec)
+    return preprocess_images(images, spec)  # the runtime's own preprocessing, shared
