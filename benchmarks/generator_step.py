@@ -92,7 +92,7 @@ def main() -> None:
 
     import edgekit
     from edgekit.exporters import bundle_from_checkpoint
-    from edgekit.exporters.adapters import export_module
+    from edgekit.models.flat import export_module
     from edgekit.training.checkpoint import load_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-bench-"))

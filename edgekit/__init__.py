@@ -29,7 +29,7 @@ def load(
 
 
 def export(*args: Any, **kwargs: Any) -> Any:
-    """Export any nn.Module to a validated bundle (see edgekit.exporters.bundle.export)."""
-    from edgekit.exporters.bundle import export as _export
+    """Export any nn.Module to a validated bundle (see edgekit.exporters.write.export)."""
+    from edgekit.exporters.write import export as _export
 
     return _export(*args, **kwargs)

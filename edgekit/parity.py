@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.runtimes.layout import Layout
+
 Feeds = Mapping[str, np.ndarray]
 RunFn = Callable[[Feeds], Mapping[str, np.ndarray]]
 
@@ -163,37 +165,34 @@ def compare_case(
 def rollout(
     reference: RunFn,
     candidate: RunFn,
-    prompt: np.ndarray,  # (1, T0) int64
-    initial_state: dict[str, np.ndarray],  # state input name -> zeros
-    state_pairs: list[tuple[str, str]],  # (input name, output name)
+    prompt: np.ndarray,  # (1, T0) token ids
+    layout: Layout,
     steps: int,
     atol: float,
 ) -> RolloutResult:
     """Prefill the prompt, then `steps` greedy one-token calls; each side carries its own state."""
+    token = layout.tokens.name
 
-    def start(run: RunFn) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        out = run({"tokens": prompt, **initial_state})
-        return dict(out), {i: out[o] for i, o in state_pairs}
+    def call(run: RunFn, ids: np.ndarray, state: Feeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        out = run({token: layout.token_feed(ids), **state})
+        return layout.last_logits(out[layout.logits.name]), layout.state_after(dict(out))
 
     drift: list[float] = []
     logit_diff = 0.0
     mismatch: int | None = None
-    ref_out, ref_state = start(reference)
+    ref_logits, ref_state = call(reference, prompt, layout.zero_state(1))
     try:
-        cand_out, cand_state = start(candidate)
+        cand_logits, cand_state = call(candidate, prompt, layout.zero_state(1))
     except Exception as exc:  # the candidate's own error is the finding
         return RolloutResult(steps, drift, float("inf"), 0, float("inf"), False, error_line(exc))
     for step in range(steps):
-        ref_logits, cand_logits = ref_out["logits"][:, -1], cand_out["logits"][:, -1]
         logit_diff = max(logit_diff, float(np.abs(ref_logits - cand_logits).max()))
-        ref_tok, cand_tok = ref_logits.argmax(-1), cand_logits.argmax(-1)
+        ref_tok, cand_tok = ref_logits.argmax(-1), cand_logits.argmax(-1)  # (1,)
         if mismatch is None and not np.array_equal(ref_tok, cand_tok):
             mismatch = step
-        ref_out = dict(reference({"tokens": ref_tok[:, None].astype(np.int64), **ref_state}))
-        cand_out = dict(candidate({"tokens": cand_tok[:, None].astype(np.int64), **cand_state}))
-        ref_state = {i: ref_out[o] for i, o in state_pairs}
-        cand_state = {i: cand_out[o] for i, o in state_pairs}
-        drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i, _ in state_pairs))
+        ref_logits, ref_state = call(reference, ref_tok[:, None], ref_state)
+        cand_logits, cand_state = call(candidate, cand_tok[:, None], cand_state)
+        drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i in ref_state))
     final = drift[-1] if drift else 0.0
     passed = mismatch is None and final <= atol * 10 and logit_diff <= atol * 10
     return RolloutResult(steps, drift, logit_diff, mismatch, final, passed)

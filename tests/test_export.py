@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import edgekit.exporters as exporters
 from edgekit.errors import CheckFailed, InputError
-from edgekit.exporters.bundle import verify_bundle
+from edgekit.exporters.verify import verify_bundle
 from edgekit.files import sha256_file
 from edgekit.manifest import MANIFEST, read_manifest
 from edgekit.models.charlm import CELLS, CharLM, CharLMConfig
@@ -273,7 +273,7 @@ def test_hello_to_ohlol_toy_survives_export(tmp_path: Path) -> None:
     """The seed's toy: an RNN learns "hello" -> "ohlol" (vocab e, h, l, o); the bundle agrees."""
     import onnxruntime as ort
 
-    from edgekit.exporters.adapters import OneStateLM
+    from edgekit.models.flat import OneStateLM
 
     vocab = ["e", "h", "l", "o"]
     x = torch.tensor([[vocab.index(c) for c in "hello"]])
@@ -328,9 +328,10 @@ def test_hello_to_ohlol_toy_survives_export(tmp_path: Path) -> None:
     time=st.integers(1, 40),
 )
 def test_property_parity(tmp_path_factory, cell, layers, hidden, embed, batch, time) -> None:
-    from edgekit.exporters.adapters import OneStateLM, TwoStateLM
-    from edgekit.exporters.bundle import OrtBackend, TorchBackend
+    from edgekit.models.flat import OneStateLM, TwoStateLM
     from edgekit.parity import compare_case
+    from edgekit.reference.torch_backend import TorchBackend
+    from edgekit.runtimes.onnxruntime import OrtBackend
 
     torch.manual_seed(hidden * 31 + layers)
     lm = CharLM(

@@ -15,16 +15,17 @@ import pytest
 import edgekit
 from edgekit.errors import InputError
 from edgekit.exporters import bundle_from_checkpoint
-from edgekit.exporters.tensorrt import (
+from edgekit.exporters.tensorrt import profile_shapes
+from edgekit.iospec import contract_for
+from edgekit.runtimes.engine_format import (
     check_engine_compat,
     engine_filename,
     engine_tolerance,
+    pick_engine,
     plan_buffers,
-    profile_shapes,
 )
-from edgekit.iospec import contract_for
 from edgekit.runtimes.onnxruntime import provider_list
-from edgekit.runtimes.tensorrt import pick_engine, unavailable_reason
+from edgekit.runtimes.tensorrt import unavailable_reason
 
 LM_META = {
     "model": "charlm",

@@ -240,7 +240,7 @@ def test_regressor_and_tabular_classifier(bundles: dict[str, Path]) -> None:
 
 def _torch_greedy(bundle: Path, prompt: str, n: int) -> str:
     """The torch reference: the source checkpoint stepped one token at a time, greedily."""
-    from edgekit.runtimes.torch_ref import TorchBackend
+    from edgekit.reference.torch_backend import TorchBackend
 
     manifest = json.loads((bundle / MANIFEST).read_text())
     ref = TorchBackend.from_checkpoint(manifest["source"]["checkpoint"])

@@ -11,17 +11,20 @@ from typing import Any
 _PROBE = """
 import json, sys, time
 from pathlib import Path
-from edgekit.bench.cases import build_cases, make_backend
+import edgekit.reference
+from edgekit.bench.cases import build_cases
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest
+from edgekit.runtimes import registry
 
 bundle, backend, threads = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 threads = int(threads) if threads != "none" else None
 manifest = read_manifest(bundle, verify=False)
 contract = IOContract.from_manifest(manifest)
 t0 = time.perf_counter()
-handle = make_backend(backend, bundle, manifest, threads)
-case = build_cases(backend, handle, contract, manifest["task"], [1])[0]
+entry = registry.get(backend)
+handle = entry.open(bundle, manifest, registry.OpenOptions(threads=threads))
+case = build_cases(backend, handle, contract, manifest["task"], [1], entry.reference)[0]
 case.call()
 t1 = time.perf_counter()
 # VmHWM: this process's own peak RSS (ru_maxrss would carry the parent's peak across fork)

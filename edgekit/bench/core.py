@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench.cases import BACKENDS, Case, build_cases, make_backend, unavailable_reason
+import edgekit.reference  # noqa: F401  (registers the torch reference backends)
+from edgekit.bench.cases import Case, build_cases
 from edgekit.bench.coldstart import measure_cold_start
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
@@ -31,6 +32,7 @@ from edgekit.errors import InputError
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest
 from edgekit.parity import error_line
+from edgekit.runtimes import registry
 
 
 def run_bench(
@@ -55,24 +57,26 @@ def run_bench(
         raise InputError(f"--threads must be >= 1, got {threads}")
     manifest = read_manifest(bundle, verify=True)
     contract = IOContract.from_manifest(manifest)
-    chosen = backends or list(BACKENDS)
+    chosen = backends or registry.names()
     status: dict[str, dict[str, Any]] = {}
     cases = []
     for name in chosen:
-        reason = unavailable_reason(name, manifest, bundle)
+        entry = registry.get(name)
+        reason = entry.unavailable(bundle, manifest)
         if reason is not None:
             status[name] = {"status": "skipped", "reason": reason}
             continue
         try:
-            handle = make_backend(name, bundle, manifest, threads)
-            cases += build_cases(name, handle, contract, manifest["task"], batches)
+            handle = entry.open(bundle, manifest, registry.OpenOptions(threads=threads))
+            task = manifest["task"]
+            cases += build_cases(name, handle, contract, task, batches, entry.reference)
         except Exception as exc:  # a backend that breaks is reported, never crashes the run
             status[name] = {"status": "failed", "reason": error_line(exc)}
             continue
         status[name] = {
             "status": "ok",
             "threads": threads,
-            "model_bytes": _model_bytes(name, bundle, manifest),
+            "model_bytes": entry.model_bytes(bundle, manifest),
         }
     for name, build in (peers or {}).items():
         try:
@@ -80,7 +84,7 @@ def run_bench(
             status[name] = {
                 "status": "ok",
                 "threads": threads,
-                "model_bytes": _model_bytes("ort-cpu", bundle, manifest),
+                "model_bytes": registry.get("ort-cpu").model_bytes(bundle, manifest),
             }
         except Exception as exc:  # a peer that breaks is reported, never crashes the run
             status[name] = {"status": "failed", "reason": error_line(exc)}
@@ -93,7 +97,7 @@ def run_bench(
     samples = run_rounds(cases, budget, advance)
     if cold_start:
         for name, s in status.items():
-            if s["status"] == "ok" and name in BACKENDS:
+            if s["status"] == "ok" and name in registry.names():
                 s.update(measure_cold_start(bundle, name, threads))
     results = []
     for i, case in enumerate(cases):
@@ -151,15 +155,6 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
         key = r["case"].replace("step bound ", "step ").replace("step host ", "step ")
         ref = torch_p50.get(key)
         r["speedup_vs_torch"] = ref / r["p50_us"] if ref else None
-
-
-def _model_bytes(backend: str, bundle: Path, manifest: dict[str, Any]) -> int:
-    if backend == "torch":
-        ckpt = Path(manifest["source"]["checkpoint"]) / "weights.safetensors"
-        return ckpt.stat().st_size if ckpt.exists() else 0
-    if backend == "trt":
-        return sum((bundle / e["file"]).stat().st_size for e in manifest.get("engines", []))
-    return int((bundle / manifest["graph"]).stat().st_size)
 
 
 def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Exporters: torch -> ONNX bundles (with parity proven at export time).
+"""Exporters: torch -> ONNX bundles (with parity proven at export time), and TensorRT engines.
+
+An export runs four jobs, one module each: `plan` (checkpoint or module -> what to export and how
+to check it), `write` (export candidates, keep the first that passes, publish atomically), `check`
+(the parity suite) and `verify` (re-run the suite on a written bundle). `onnx` holds the two torch
+exporters and the static graph checks; `tensorrt` builds engines.
 
 `export(module, example_inputs, out=...)` for any nn.Module; `bundle_from_checkpoint` for the zoo.
 """
@@ -9,13 +14,13 @@ from typing import Any
 
 
 def export(*args: Any, **kwargs: Any) -> Any:
-    from edgekit.exporters.bundle import export as _export
+    from edgekit.exporters.write import export as _export
 
     return _export(*args, **kwargs)
 
 
 def bundle_from_checkpoint(*args: Any, **kwargs: Any) -> Any:
-    from edgekit.exporters.bundle import bundle_from_checkpoint as _bundle
+    from edgekit.exporters.write import bundle_from_checkpoint as _bundle
 
     return _bundle(*args, **kwargs)
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from edgekit.errors import InputError
-from edgekit.exporters.adapters import script_loops
+from edgekit.exporters.scripting import script_loops
 from edgekit.iospec import IOContract
 
 EXPORTERS = ("dynamo", "torchscript")

@@ -1,14 +1,14 @@
 """ONNX -> TensorRT engine: optimisation profiles, FP16, timing cache, recorded in the manifest.
 
-Shape planning, file naming and compatibility records are plain Python (unit-tested on any machine);
-building needs `tensorrt` and an NVIDIA GPU (`pip install 'edgekit[gpu]'`).
+Profiles are plain Python (unit-tested on any machine); file naming, compatibility records and buffer
+plans live in `runtimes/engine_format.py`, which the native backend reads too. Building needs
+`tensorrt` and an NVIDIA GPU (`pip install 'edgekit[gpu]'`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from edgekit._optional import require
 from edgekit.errors import CheckFailed, InputError
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest, write_manifest
+from edgekit.runtimes.engine_format import engine_filename, engine_tolerance
 
 TIMING_CACHE = "timing.cache"
 Shape = tuple[int, ...]
@@ -34,36 +35,6 @@ def profile_shapes(
     opt = {"batch": min(opt_batch, max_batch), "time": min(opt_seq, max_seq)}
     hi = {"batch": max_batch, "time": max_seq}
     return {t.name: (t.concrete(lo), t.concrete(opt), t.concrete(hi)) for t in contract.inputs}
-
-
-def plan_buffers(contract: IOContract, max_batch: int, max_seq: int) -> dict[str, int]:
-    """Bytes per input/output at the profile's largest shapes: device buffers are allocated once."""
-    sizes = {"batch": max_batch, "time": max_seq}
-    return {
-        t.name: int(np.prod(t.concrete(sizes))) * np.dtype(t.dtype).itemsize
-        for t in contract.inputs + contract.outputs
-    }
-
-
-def engine_filename(gpu: str, trt_version: str, fp16: bool) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
-    return f"engine.{slug}.trt{trt_version}{'.fp16' if fp16 else ''}.plan"
-
-
-def check_engine_compat(
-    record: dict[str, Any], gpu: str, compute_capability: str, trt_version: str
-) -> None:
-    """An engine runs only on the GPU model and TensorRT version it was built with."""
-    if (
-        record["gpu"] != gpu
-        or record["compute_capability"] != compute_capability
-        or (record["tensorrt"] != trt_version)
-    ):
-        raise InputError(
-            f"engine {record['file']} was built for {record['gpu']} (sm {record['compute_capability']}) "
-            f"with TensorRT {record['tensorrt']}; this machine has {gpu} (sm {compute_capability}) "
-            f"with TensorRT {trt_version}. Rebuild it here with: edgekit engine BUNDLE"
-        )
 
 
 def engine_from_onnx(
@@ -151,14 +122,6 @@ def build_engine_into_bundle(
     write_manifest(bundle, manifest)
     json.dumps(record)  # the record must stay JSON-serialisable
     return record
-
-
-def engine_tolerance(record: dict[str, Any], atol: float, rtol: float) -> tuple[float, float]:
-    """FP16 engines keep ~3 significant digits; FP32 engines may use TF32 matmuls on Ampere and later
-    (10-bit mantissa), so both get looser bounds than the fp32 ONNX graph."""
-    return (
-        (max(atol, 1e-2), max(rtol, 1e-2)) if record["fp16"] else (max(atol, 1e-3), max(rtol, 1e-2))
-    )
 
 
 def engine_parity(bundle: Path, manifest: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -1,27 +1,62 @@
-"""The backend base class: `run` validates feeds against the I/O contract, subclasses implement `_run`."""
+"""The backend base class: `run` validates feeds against the I/O contract, subclasses implement `_run`.
+
+Beyond the plain call a backend offers what the task APIs and bench build on: `stepper(batch)`, the
+allocation-free recurrent step (state kept by the backend between calls), and `prepared(feeds)`, a
+call with its inputs bound once, as a tuned application would run it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.iospec import IOContract
+from edgekit.runtimes.layout import Layout
 
 
 class Backend:
     name = "backend"
+    device = "cpu"  # where it computes: "cpu", or a GPU ("cuda", "tensorrt")
 
     def __init__(self, contract: IOContract) -> None:
         self.contract = contract
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.check_feeds(feeds)
+    @cached_property
+    def layout(self) -> Layout:
+        """Where batch and time sit in a recurrent bundle's tensors (an error for other bundles)."""
+        return Layout.of(self.contract)
+
+    def run(self, feeds: Mapping[str, np.ndarray], check: bool = True) -> dict[str, np.ndarray]:
+        """Run the graph on numpy feeds. `check=False` skips validation (hot loops that built the
+        feeds from this backend's own outputs)."""
+        if check:
+            self.check_feeds(feeds)
         return self._run(feeds)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError  # abstract: each backend implements the call
+
+    def stepper(self, batch: int) -> Any:
+        """A recurrent stepper for `batch` streams: `tokens`/`next_tokens` in, `step()`,
+        `next_logits` (B, V) out, `prefill`, `get_state`/`set_state`/`reset`."""
+        from edgekit.runtimes.stepper import HostStepper
+
+        return HostStepper(self, batch)
+
+    def prepared(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """A call on fixed `feeds`, set up once the fastest way this backend allows."""
+        frozen = dict(feeds)
+        return lambda: self._run(frozen)
+
+    def greedy_step(self, streams: int) -> Callable[[], None]:
+        """One greedy generation step of `streams` streams: argmax of the last logits fed back."""
+        from edgekit.runtimes.stepper import greedy
+
+        return greedy(self.stepper(streams))
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Raise one InputError listing every problem: names, dtypes, ranks, sizes, symbolic dims."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.onnxruntime import OrtBackend
+from edgekit.runtimes.base import Backend
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Prediction:
 
 
 class _Task:
-    def __init__(self, backend: OrtBackend, manifest: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
         self.backend = backend
         self.manifest = manifest
         self.input = backend.contract.inputs[0]

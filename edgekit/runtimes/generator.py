@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.runtimes.onnxruntime import BoundStepper, OrtBackend
+from edgekit.runtimes.base import Backend
 from edgekit.runtimes.sampling import check_sampling, sample
 
 
@@ -34,7 +34,7 @@ class GenerationSession:
 
     def __init__(self, generator: Generator, seed: int | None = None) -> None:
         self._generator = generator
-        self._stepper = BoundStepper(generator.backend, batch=1)
+        self._stepper = generator.backend.stepper(1)
         self._rng = np.random.default_rng(seed)
         self._ready = False  # logits for the next token are available
 
@@ -50,18 +50,18 @@ class GenerationSession:
         """Sample the next character, feed it back (one T = 1 call), and return it."""
         if not self._ready:
             raise InputError("feed() some text before step(): there is nothing to continue from")
-        token = int(sample(self._stepper.logits[:, 0], temperature, top_k, top_p, self._rng)[0])
-        self._stepper.tokens[0, 0] = token
+        token = int(sample(self._stepper.next_logits, temperature, top_k, top_p, self._rng)[0])
+        self._stepper.next_tokens[0] = token
         self._stepper.step()
         return self._generator.vocab[token]
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the session: the recurrent state by state input name, each (L, 1, H), and, once
+        """A copy of the session: the recurrent state by state input name (e.g. (L, 1, H)) and, once
         text has been fed, "logits" (1, V) for the next token, so a restored session continues exactly."""
         snapshot = self._stepper.get_state()
         if self._ready:
-            snapshot["logits"] = self._stepper.logits[:, 0].copy()
+            snapshot["logits"] = self._stepper.next_logits.copy()
         return snapshot
 
     @state.setter
@@ -72,11 +72,10 @@ class GenerationSession:
         self._ready = logits is not None  # without logits, feed() text before step()
         if logits is not None:
             logits = np.asarray(logits, dtype=np.float32)
-            if logits.shape != self._stepper.logits[:, 0].shape:
-                raise InputError(
-                    f"state logits: shape {logits.shape}, expected {self._stepper.logits[:, 0].shape}"
-                )
-            self._stepper.logits[:, 0] = logits
+            expected = self._stepper.next_logits.shape
+            if logits.shape != expected:
+                raise InputError(f"state logits: shape {logits.shape}, expected {expected}")
+            self._stepper.next_logits[...] = logits
 
     def reset(self) -> None:
         self._stepper.reset()
@@ -86,7 +85,7 @@ class GenerationSession:
 class Generator:
     task = "generate"
 
-    def __init__(self, backend: OrtBackend, manifest: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
         self.backend = backend
         self.manifest = manifest
         self.vocab: list[str] = list(manifest["vocab"])
@@ -173,24 +172,24 @@ class Generator:
         if not prompts:
             return []
         encoded = [self.encode(p) for p in prompts]
-        stepper = BoundStepper(self.backend, batch=len(prompts))
+        layout = self.backend.layout
+        stepper = self.backend.stepper(len(prompts))
         state = stepper.get_state()
         for length in sorted({len(e) for e in encoded}):
             rows = [i for i, e in enumerate(encoded) if len(e) == length]
-            feeds = {"tokens": np.stack([encoded[i] for i in rows])}
-            for name, value in state.items():
-                feeds[name] = np.ascontiguousarray(value[:, rows])  # state is (L, B, H)
-            out = self.backend.run(feeds)
-            stepper.logits[rows, 0] = out[self.backend.contract.outputs[0].name][:, -1]
-            for p in self.backend.contract.state:
-                state[p.input][:, rows] = out[p.output]
+            ids = np.stack([encoded[i] for i in rows])  # (rows, length)
+            out = self.backend.run(
+                {layout.tokens.name: layout.token_feed(ids), **layout.take_rows(state, rows)}
+            )
+            stepper.next_logits[rows] = layout.last_logits(out[layout.logits.name])
+            layout.put_rows(state, rows, layout.state_after(out))
         stepper.set_state(state)
         rng = np.random.default_rng(seed)
         texts = [""] * len(prompts)
         done = [False] * len(prompts)
         for _ in range(max_new_tokens):
-            tokens = sample(stepper.logits[:, 0], temperature, top_k, top_p, rng)
-            stepper.tokens[:, 0] = tokens
+            tokens = sample(stepper.next_logits, temperature, top_k, top_p, rng)
+            stepper.next_tokens[:] = tokens
             stepper.step()
             for i, tok in enumerate(tokens):
                 if not done[i]:

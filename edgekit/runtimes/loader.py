@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgekit.iospec import IOContract
+from edgekit.errors import InputError
 from edgekit.manifest import read_manifest
+from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.onnxruntime import OrtBackend
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class Model:
 
     task = "generic"
 
-    def __init__(self, backend: OrtBackend, manifest: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
         self.backend = backend
         self.manifest = manifest
 
@@ -46,21 +46,37 @@ def load(
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle, verify=True)
-    contract = IOContract.from_manifest(manifest)
+    name = backend_for_device(device, cuda_graph)
     optimized = None
     if cache_optimized:
         (bundle / ".cache").mkdir(exist_ok=True)
         optimized = bundle / ".cache" / f"model.{device}.optimized.onnx"
-    trt_cache = bundle / ".cache" / "trt" if device in ("tensorrt", "auto") else None
-    if trt_cache is not None:
-        trt_cache.mkdir(parents=True, exist_ok=True)
-    backend = OrtBackend(
-        bundle / manifest["graph"], contract, device, threads, optimized, cuda_graph, trt_cache
-    )
+    options = registry.OpenOptions(threads, optimized)
+    backend = registry.open_backend(name, bundle, manifest, options)
     if device == "auto":
         log.info("device auto -> %s", backend.device)
     tasks: dict[str, Any] = {"classify": Classifier, "regress": Regressor, "generate": Generator}
     return tasks.get(manifest["task"], Model)(backend, manifest)
+
+
+# `device` as users name it -> the registry's backend; `auto` takes the first that can run here.
+DEVICES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "tensorrt": "ort-trt"}
+AUTO = ("ort-trt", "ort-cuda", "ort-cpu")
+
+
+def backend_for_device(device: str, cuda_graph: bool = False) -> str:
+    if device == "auto":
+        available = (n for n in AUTO if registry.get(n).unavailable(Path("."), {}) is None)
+        name = next(available, "ort-cpu")
+    elif device in DEVICES:
+        name = DEVICES[device]
+    else:
+        raise InputError(f"unknown device {device!r}; known devices: auto, {', '.join(DEVICES)}")
+    if cuda_graph:
+        if name != "ort-cuda":
+            raise InputError(f"CUDA graphs need device 'cuda', not {device!r}")
+        return "ort-cuda-graph"
+    return name
 
 
 __all__ = ["Backend", "Model", "load"]

@@ -1,8 +1,13 @@
-"""ONNX Runtime backend: device -> execution providers, session options, plain and bound calls."""
+"""ONNX Runtime backend: device -> execution providers, session options, plain and bound calls.
+
+Registers four backends: ort-cpu, ort-cuda, ort-cuda-graph (the step replayed as a CUDA graph) and
+ort-trt (ONNX Runtime's TensorRT execution provider).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +16,9 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.errors import InputError
 from edgekit.iospec import IOContract
+from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.stepper import BoundStepper
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -25,18 +32,29 @@ def ort() -> Any:
     return require("onnxruntime", "running bundles")
 
 
-def resolve_device(device: str) -> str:
-    """`auto` -> the best available device; a requested device that is missing is an error."""
-    available = ort().get_available_providers()
-    if device == "auto":
-        return next(d for d in _PREFERENCE if PROVIDERS[d][0] in available)
-    if device not in PROVIDERS:
-        raise InputError(f"unknown device {device!r}; known devices: auto, {', '.join(PROVIDERS)}")
+def missing_provider(device: str) -> str | None:
+    """Why ONNX Runtime cannot run on `device` here, or None if it can."""
+    try:
+        available = ort().get_available_providers()
+    except ImportError as exc:
+        return str(exc)
     if PROVIDERS[device][0] not in available:
-        raise InputError(
+        return (
             f"device {device!r} needs {PROVIDERS[device][0]}, which this onnxruntime does not "
             f"have; available providers: {', '.join(available)} (for GPUs: pip install 'edgekit[gpu]')"
         )
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> the best available device; a requested device that is missing is an error."""
+    if device == "auto":
+        return next(d for d in _PREFERENCE if missing_provider(d) is None)
+    if device not in PROVIDERS:
+        raise InputError(f"unknown device {device!r}; known devices: auto, {', '.join(PROVIDERS)}")
+    reason = missing_provider(device)
+    if reason is not None:
+        raise InputError(reason)
     return device
 
 
@@ -90,7 +108,7 @@ class OrtBackend(Backend):
         trt_fp16: bool = False,
     ) -> None:
         super().__init__(contract)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device)  # "cpu" | "cuda" | "tensorrt"
         if cuda_graph and self.device != "cuda":
             raise InputError(f"CUDA graphs need device 'cuda', not {self.device!r}")
         self.cuda_graph = cuda_graph
@@ -119,120 +137,91 @@ class OrtBackend(Backend):
         values = self.session.run(self._outputs, dict(feeds), self.uncaptured)
         return dict(zip(self._outputs, values, strict=True))
 
+    def stepper(self, batch: int) -> BoundStepper:
+        return BoundStepper(self, batch)
 
-class BoundStepper:
-    """Allocation-free recurrent stepping with IO binding and ping-pong state buffers.
+    def prepared(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        if self.cuda_graph:
+            return self._graph_call(feeds)
+        session, frozen = self.session, dict(feeds)  # no per-call validation, as a tuned app would
+        return lambda: session.run(None, frozen)
 
-    Two state buffer sets A and B exist for a fixed batch size. Call k binds one set as `state_in.*`
-    and the other as `state_out.*`, then the roles swap, so step k's outputs are step k+1's inputs
-    with no copy, no per-step allocation and no dict building. On CPU the buffers are numpy arrays
-    wrapped (not copied) by OrtValues; on CUDA they are device OrtValues, so state never leaves the
-    GPU and only the token (in) and the logits row (out) cross to the host.
-    """
-
-    def __init__(self, backend: OrtBackend, batch: int) -> None:
-        contract = backend.contract
-        if not contract.state or contract.token_input is None:
-            raise InputError("stepping needs a recurrent bundle (state inputs and a token input)")
-        self.session = backend.session
-        self.uncaptured = backend.uncaptured
-        self.batch = batch
-        self.pairs = [(p.input, p.output) for p in contract.state]
-        self.token_name = contract.token_input
-        on_gpu = backend.device != "cpu"
-        logits_spec = contract.outputs[0]
-        self.tokens = np.zeros((batch, 1), dtype=np.int64)  # written in place before each step
-        self.logits = np.zeros(logits_spec.concrete({"batch": batch, "time": 1}), np.float32)
-        self.graph = backend.cuda_graph
-        if (
-            self.graph
-        ):  # a CUDA graph replays fixed device addresses: token and logits live there too
-            value = ort().OrtValue.ortvalue_from_shape_and_type
-            self._token_value = value(self.tokens.shape, np.int64, "cuda", 0)
-            self._logits_value = value(self.logits.shape, np.float32, "cuda", 0)
-        else:
-            self._token_value = ort().OrtValue.ortvalue_from_numpy(self.tokens)
-            self._logits_value = ort().OrtValue.ortvalue_from_numpy(self.logits)
-        # One captured graph per ping-pong parity (each records its own buffer addresses). Without
-        # graphs no RunOptions are passed at all: on CPU, passing one costs ~25 us per call
-        # (measured with onnxruntime 1.32 on a 2x256 LSTM step of ~50 us).
-        self.run_options: list[Any] = [None, None]
-        if self.graph:
-            self.run_options = [backend.graph_run_options(), backend.graph_run_options()]
-        self.buffers: list[dict[str, Any]] = []
-        for _ in range(2):
-            buf = {}
-            for name, _ in self.pairs:
-                shape = contract.spec(name).concrete({"batch": batch})
-                if on_gpu:
-                    buf[name] = ort().OrtValue.ortvalue_from_shape_and_type(
-                        shape, np.float32, "cuda", 0
-                    )
-                else:
-                    buf[name] = ort().OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
-            self.buffers.append(buf)
-        self.bindings = [self._binding(k) for k in range(2)]
-        self.current = 0  # self.buffers[current] holds the live state
-        self.reset()
-
-    def _binding(self, k: int) -> Any:
+    def _graph_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """CUDA graphs: inputs and outputs at fixed device addresses, new inputs copied in place."""
+        value = ort().OrtValue
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.token_name, self._token_value)
-        binding.bind_ortvalue_output(self.session.get_outputs()[0].name, self._logits_value)
-        for name_in, name_out in self.pairs:
-            binding.bind_ortvalue_input(name_in, self.buffers[k][name_in])
-            binding.bind_ortvalue_output(name_out, self.buffers[1 - k][name_in])
-        return binding
-
-    def step(self) -> np.ndarray:
-        """Advance every stream by the tokens in `self.tokens`; return logits (batch, V) (a view)."""
-        if self.graph:
-            self._token_value.update_inplace(self.tokens)
-        if self.graph:
-            self.session.run_with_iobinding(
-                self.bindings[self.current], self.run_options[self.current]
+        inputs = {n: value.ortvalue_from_numpy(a, "cuda", 0) for n, a in feeds.items()}
+        for n, v in inputs.items():
+            binding.bind_ortvalue_input(n, v)
+        sizes = {}  # the size of every symbolic dim, read from the feeds
+        for t in self.contract.inputs:
+            for axis, dim in enumerate(t.shape):
+                if isinstance(dim, str):
+                    sizes[dim] = feeds[t.name].shape[axis]
+        outs = []
+        for t in self.contract.outputs:
+            out = value.ortvalue_from_shape_and_type(
+                t.concrete(sizes), np.dtype(t.dtype), "cuda", 0
             )
-        else:
-            self.session.run_with_iobinding(self.bindings[self.current])
-        if self.graph:
-            self.logits[...] = self._logits_value.numpy()
-        self.current ^= 1
-        return self.logits[:, 0]
+            binding.bind_ortvalue_output(t.name, out)
+            outs.append(out)
+        options = self.graph_run_options()  # this binding's own graph
 
-    def prefill(self, tokens: np.ndarray) -> np.ndarray:
-        """Feed (batch, T) tokens in one call; return the last step's logits (batch, V)."""
-        if tokens.shape[0] != self.batch or tokens.ndim != 2 or tokens.shape[1] < 1:
-            raise InputError(f"prefill tokens must be ({self.batch}, T >= 1), got {tokens.shape}")
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(self.token_name, np.ascontiguousarray(tokens, dtype=np.int64))
-        logits_name = self.session.get_outputs()[0].name
-        binding.bind_output(logits_name, "cpu")
-        live, spare = self.buffers[self.current], self.buffers[1 - self.current]
-        for name_in, name_out in self.pairs:
-            binding.bind_ortvalue_input(name_in, live[name_in])
-            binding.bind_ortvalue_output(name_out, spare[name_in])
-        self.session.run_with_iobinding(binding, self.uncaptured)
-        self.current ^= 1
-        last = binding.get_outputs()[0].numpy()[:, -1]  # (batch, V)
-        self.logits[:, 0] = last
-        return self.logits[:, 0]
+        def run() -> Any:
+            for n, v in inputs.items():
+                v.update_inplace(feeds[n])
+            self.session.run_with_iobinding(binding, options)
+            return outs[0].numpy()
 
-    def get_state(self) -> dict[str, np.ndarray]:
-        return {name: value.numpy().copy() for name, value in self.buffers[self.current].items()}
+        return run
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        live = self.buffers[self.current]
-        for name, value in live.items():
-            if name not in state:
-                raise InputError(f"state is missing {name!r}; expected {sorted(live)}")
-            arr = np.ascontiguousarray(state[name], dtype=np.float32)
-            if tuple(arr.shape) != tuple(value.shape()):
-                raise InputError(
-                    f"state {name}: shape {arr.shape}, expected {tuple(value.shape())}"
-                )
-            value.update_inplace(arr)
 
-    def reset(self) -> None:
-        self.set_state(
-            {n: np.zeros(v.shape(), np.float32) for n, v in self.buffers[self.current].items()}
+def _open(
+    device: str, cuda_graph: bool, bundle: Path, manifest: Mapping[str, Any], options: Any
+) -> OrtBackend:
+    trt_cache = None
+    if device == "tensorrt":  # the TensorRT EP keeps its engines between sessions
+        trt_cache = options.trt_cache_dir or Path(bundle) / ".cache" / "trt"
+        trt_cache.mkdir(parents=True, exist_ok=True)
+    return OrtBackend(
+        Path(bundle) / manifest["graph"],
+        IOContract.from_manifest(dict(manifest)),
+        device,
+        options.threads,
+        options.optimized_model,
+        cuda_graph,
+        trt_cache,
+    )
+
+
+def _provider_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:
+    return missing_provider(device)
+
+
+def _graph_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
+    return int((Path(bundle) / manifest["graph"]).stat().st_size)
+
+
+for _name, _device, _graph, _rank, _summary in (
+    ("ort-cpu", "cpu", False, 10, "ONNX Runtime on the CPU"),
+    ("ort-cuda", "cuda", False, 30, "ONNX Runtime on an NVIDIA GPU (CUDA execution provider)"),
+    (
+        "ort-cuda-graph",
+        "cuda",
+        True,
+        31,
+        "ONNX Runtime CUDA with the step replayed as a CUDA graph",
+    ),
+    ("ort-trt", "tensorrt", False, 32, "ONNX Runtime with its TensorRT execution provider"),
+):
+    registry.register(
+        registry.BackendEntry(
+            name=_name,
+            device="cpu" if _device == "cpu" else "cuda",
+            summary=_summary,
+            unavailable=partial(_provider_reason, _device),
+            open=partial(_open, _device, _graph),
+            model_bytes=_graph_bytes,
+            rank=_rank,
         )
+    )

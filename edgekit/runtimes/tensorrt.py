@@ -18,8 +18,10 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.errors import InputError
 from edgekit.iospec import IOContract
-from edgekit.runtimes import cuda
+from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.engine_format import pick_engine, plan_buffers
+from edgekit.runtimes.stepper import check_prefill, checked_state
 
 
 def unavailable_reason(bundle: Path, manifest: dict[str, Any]) -> str | None:
@@ -31,32 +33,12 @@ def unavailable_reason(bundle: Path, manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def pick_engine(manifest: dict[str, Any], gpu: str, cc: str, trt_version: str) -> dict[str, Any]:
-    """The engine record built for this GPU and TensorRT version, or an error saying how to rebuild."""
-    from edgekit.exporters.tensorrt import check_engine_compat
-
-    engines = manifest.get("engines") or []
-    if not engines:
-        raise InputError("the bundle has no TensorRT engine; build one with: edgekit engine BUNDLE")
-    errors = []
-    for record in engines:
-        try:
-            check_engine_compat(record, gpu, cc, trt_version)
-            return dict(record)
-        except InputError as exc:
-            errors.append(str(exc))
-    raise InputError(
-        errors[0] if len(errors) == 1 else "no engine fits this machine: " + " | ".join(errors)
-    )
-
-
 class TrtBackend(Backend):
     name = "trt"
+    device = "cuda"
 
     def __init__(self, engine_path: Path, contract: IOContract, record: dict[str, Any]) -> None:
         super().__init__(contract)
-        from edgekit.exporters.tensorrt import plan_buffers
-
         self.trt = require("tensorrt", "the TensorRT backend")
         self.record = record
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
@@ -117,22 +99,21 @@ class TrtStepper:
     """The BoundStepper interface (tokens, logits, step, prefill, state) on a TensorRT engine."""
 
     def __init__(self, backend: TrtBackend, streams: int) -> None:
-        contract = backend.contract
         if streams > backend.max_batch:
             raise InputError(f"{streams} streams exceed the engine's max batch {backend.max_batch}")
         self.backend, self.batch = backend, streams
         self.context = backend.engine.create_execution_context()  # its own addresses and shapes
         self.stream = cuda.new_stream()
-        self.pairs = [(p.input, p.output) for p in contract.state]
-        logits = contract.outputs[0]
-        self._tokens = cuda.PinnedArray((streams, 1), np.int64)
-        self._logits = cuda.PinnedArray(logits.concrete({"batch": streams, "time": 1}), np.float32)
+        self.layout = layout = backend.layout
+        self.pairs = layout.pairs
+        self._tokens = cuda.PinnedArray(layout.token_shape(streams, 1), np.int64)
+        self._logits = cuda.PinnedArray(layout.logits_shape(streams, 1), np.float32)
         self.tokens, self.logits = self._tokens.array, self._logits.array
+        self.next_tokens = layout.step_tokens(self.tokens)  # (B,) view
+        self.next_logits = layout.last_logits(self.logits)  # (B, V) view
         self.token_dev = cuda.DeviceBuffer(streams * backend.max_seq * 8)
         self.logits_dev = cuda.DeviceBuffer(streams * backend.max_seq * self.logits.shape[-1] * 4)
-        self.state_shapes = {
-            i: contract.spec(i).concrete({"batch": streams}) for i, _ in self.pairs
-        }
+        self.state_shapes = {s.input: s.shape(streams) for s in layout.state}
         self.state_bytes = {i: int(np.prod(s)) * 4 for i, s in self.state_shapes.items()}
         self.state = [
             {i: cuda.DeviceBuffer(n) for i, n in self.state_bytes.items()} for _ in range(2)
@@ -143,10 +124,10 @@ class TrtStepper:
 
     def _bind(self, k: int, time: int) -> None:
         ctx = self.context
-        token = self.backend.contract.token_input or "tokens"
-        ctx.set_input_shape(token, (self.batch, time))
+        token = self.layout.tokens.name
+        ctx.set_input_shape(token, self.layout.token_shape(self.batch, time))
         ctx.set_tensor_address(token, self.token_dev.ptr)
-        ctx.set_tensor_address(self.backend.contract.outputs[0].name, self.logits_dev.ptr)
+        ctx.set_tensor_address(self.layout.logits.name, self.logits_dev.ptr)
         for name_in, name_out in self.pairs:
             ctx.set_input_shape(name_in, self.state_shapes[name_in])
             ctx.set_tensor_address(name_in, self.state[k][name_in].ptr)
@@ -169,26 +150,25 @@ class TrtStepper:
         self.graphs[self.current].launch()
         cuda.synchronize(self.stream)
         self.current ^= 1
-        return self.logits[:, 0]
+        return self.next_logits
 
-    def prefill(self, tokens: np.ndarray) -> np.ndarray:
-        t = tokens.shape[1]
-        if tokens.shape[0] != self.batch or t > self.backend.max_seq:
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        check_prefill(ids, self.batch)
+        t = ids.shape[1]
+        if t > self.backend.max_seq:
             raise InputError(
-                f"prefill tokens must be ({self.batch}, T <= {self.backend.max_seq}), "
-                f"got {tokens.shape}"
+                f"prefill tokens must be ({self.batch}, T <= {self.backend.max_seq}), got {ids.shape}"
             )
         self._bind(self.current, t)
-        staged = np.ascontiguousarray(tokens, dtype=np.int64)
-        cuda.memcpy_htod(self.token_dev.ptr, staged, self.stream)
+        cuda.memcpy_htod(self.token_dev.ptr, self.layout.token_feed(ids), self.stream)
         if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        full = np.empty((self.batch, t, self.logits.shape[-1]), np.float32)
+        full = np.empty(self.layout.logits_shape(self.batch, t), np.float32)
         cuda.memcpy_dtoh(full, self.logits_dev.ptr, self.stream)
         cuda.synchronize(self.stream)
         self.current ^= 1
-        self.logits[:, 0] = full[:, -1]
-        return self.logits[:, 0]
+        self.next_logits[...] = self.layout.last_logits(full)
+        return self.next_logits
 
     def get_state(self) -> dict[str, np.ndarray]:
         out = {}
@@ -198,11 +178,8 @@ class TrtStepper:
         cuda.synchronize(self.stream)
         return out
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        for name, shape in self.state_shapes.items():
-            arr = np.ascontiguousarray(state[name], dtype=np.float32)
-            if arr.shape != shape:
-                raise InputError(f"state {name}: shape {arr.shape}, expected {shape}")
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        for name, arr in checked_state(state, self.state_shapes).items():
             cuda.memcpy_htod(self.state[self.current][name].ptr, arr, self.stream)
         cuda.synchronize(self.stream)
 
@@ -210,3 +187,24 @@ class TrtStepper:
         for name, nbytes in self.state_bytes.items():
             cuda.memset(self.state[self.current][name].ptr, nbytes, self.stream)
         cuda.synchronize(self.stream)
+
+
+def _open(bundle: Path, manifest: Mapping[str, Any], options: Any) -> TrtBackend:
+    return TrtBackend.from_bundle(bundle, dict(manifest))
+
+
+def _engine_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
+    return sum((Path(bundle) / e["file"]).stat().st_size for e in manifest.get("engines", []))
+
+
+registry.register(
+    registry.BackendEntry(
+        name="trt",
+        device="cuda",
+        summary="a native TensorRT engine built into the bundle (edgekit engine)",
+        unavailable=lambda bundle, manifest: unavailable_reason(bundle, dict(manifest)),
+        open=_open,
+        model_bytes=_engine_bytes,
+        rank=40,
+    )
+)

@@ -1,8 +1,8 @@
-"""Wrap zoo modules in the flat signatures the exporters need: named tensors in, tuples out."""
+"""Zoo modules in the flat signatures export and the torch reference need: named tensors in,
+a tuple out (recurrent state as explicit inputs and outputs)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -46,16 +46,3 @@ def export_module(module: nn.Module, meta: dict[str, Any]) -> nn.Module:
             else OneStateLM(module)
         )
     return module
-
-
-def script_loops(module: nn.Module) -> tuple[nn.Module, bool]:
-    """A copy whose hand-written recurrent layers are TorchScript, so their time loop exports as an
-    ONNX Loop with a dynamic trip count instead of being unrolled at the example length."""
-    module = copy.deepcopy(module)
-    for parent in module.modules():
-        if isinstance(parent, CharLM) and len(parent.cells) > 0:
-            for i, cell in enumerate(parent.cells):
-                parent.cells[i] = torch.jit.script(cell)
-    # a module holding scripted parts (ours, or a user's own) must be traced before export
-    scripted = any(isinstance(m, torch.jit.ScriptModule) for m in module.modules())
-    return module, scripted

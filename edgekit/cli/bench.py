@@ -1,0 +1,119 @@
+"""`edgekit bench`: latency percentiles of every backend on one bundle."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgekit.cli.app import app, fail, user_errors
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        fail(f"{flag} must be comma-separated positive integers, got {text!r}", 2)
+    return values
+
+
+@app.command()
+@user_errors
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated: torch,ort-cpu,ort-cuda,ort-trt,trt (default: all available)"
+        ),
+    ] = None,
+    batch: Annotated[
+        str, typer.Option(help="batch sizes (streams for generation), e.g. 1,8,32")
+    ] = "1,8,32",
+    warmup: Annotated[
+        int | None, typer.Option(help="warm-up iterations per case (default 20)")
+    ] = None,
+    warmup_s: Annotated[float | None, typer.Option(help="or: warm-up seconds per case")] = None,
+    iters: Annotated[
+        int | None, typer.Option(help="timed iterations per case (default 200)")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="or: timed seconds per case")] = None,
+    rounds: Annotated[int, typer.Option(help="interleaved rounds across backends")] = 5,
+    threads: Annotated[
+        int | None, typer.Option(help="intra-op threads (default: the runtime's)")
+    ] = None,
+    cold_start: Annotated[
+        bool, typer.Option(help="measure cold start and peak RSS per backend")
+    ] = True,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the result document here")
+    ] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="write a markdown report")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="write a PNG of the latency distributions")
+    ] = None,
+) -> None:
+    """Latency percentiles of every backend on one bundle, side by side with PyTorch."""
+    from edgekit.bench import report
+    from edgekit.bench.core import run_bench
+    from edgekit.bench.runner import Budget
+    from edgekit.runtimes import registry
+
+    if warmup is not None and warmup_s is not None:
+        fail("give --warmup or --warmup-s, not both", 2)
+    if iters is not None and duration is not None:
+        fail("give --iters or --duration, not both", 2)
+    if rounds < 1:
+        fail(f"--rounds must be >= 1, got {rounds}", 2)
+    for path, flag in ((json_out, "--json"), (markdown_out, "--markdown"), (plot, "--plot")):
+        report.check_output_path(path, flag)
+    if plot is not None:
+        from edgekit._optional import require
+
+        require("matplotlib", "--plot")
+    budget = Budget(
+        warmup=None if warmup_s is not None else (20 if warmup is None else warmup),
+        warmup_s=warmup_s,
+        iters=None if duration is not None else (200 if iters is None else iters),
+        duration_s=duration,
+        rounds=rounds,
+    )
+    from edgekit.progress import progress_bar
+
+    class _Progress:
+        def __init__(self) -> None:
+            self.ctx: Any = None
+
+        def __call__(self, label: str, total: int) -> Callable[[int], None]:
+            self.ctx = progress_bar(total, label, sys.stderr.isatty(), metric=None)
+            tick = self.ctx.__enter__()
+            return lambda n: tick(float(n))
+
+    prog = _Progress()
+    try:
+        doc = run_bench(
+            bundle,
+            registry.parse(backends),
+            _int_list(batch, "--batch"),
+            budget,
+            threads,
+            cold_start,
+            prog,
+        )
+    finally:
+        if prog.ctx is not None:
+            prog.ctx.__exit__(None, None, None)
+    report.print_report(doc)
+    if json_out is not None:
+        report.write_json(doc, json_out)
+    if markdown_out is not None:
+        report.write_text_atomic(markdown_out, report.markdown(doc))
+    if plot is not None:
+        report.write_plot(doc, plot)

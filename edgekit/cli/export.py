@@ -1,0 +1,149 @@
+"""`edgekit export`, `engine` and `verify`: checkpoints to verified bundles and engines."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgekit.cli.app import app, fail, print_json, user_errors
+
+
+def _require_steps(steps: int) -> None:
+    if steps < 1:
+        fail(f"--steps must be >= 1 (the rollout is part of the parity proof), got {steps}", 2)
+
+
+class Exporter(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint directory (from edgekit train)")],
+    out: Annotated[
+        Path | None, typer.Option(help="bundle directory (default bundles/NAME)")
+    ] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's)")] = None,
+    exporter: Annotated[Exporter, typer.Option(help="auto picks the one that passes parity")] = (
+        Exporter.auto
+    ),
+    atol: Annotated[
+        float | None, typer.Option(help="absolute tolerance (default per model)")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="relative tolerance (default per model)")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="recurrent models: greedy rollout steps checked")
+    ] = 200,
+    force: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+    tensorrt: Annotated[
+        bool, typer.Option("--tensorrt", help="also build a TensorRT engine")
+    ] = False,
+    fp16: Annotated[bool, typer.Option(help="TensorRT: allow FP16 kernels")] = False,
+    max_batch: Annotated[int, typer.Option(help="TensorRT: largest batch in the profile")] = 32,
+    max_seq: Annotated[int, typer.Option(help="TensorRT: longest time axis in the profile")] = 512,
+) -> None:
+    """Export a checkpoint to an ONNX bundle, proving parity with PyTorch first."""
+    _require_steps(steps)
+    from edgekit.exporters import bundle_from_checkpoint
+
+    if tensorrt:  # fail before the export, not after it
+        from edgekit._optional import require
+        from edgekit.runtimes.cuda import cudart
+
+        require("tensorrt", "--tensorrt")
+        cudart()
+
+    target = out or Path("bundles") / checkpoint.resolve().name
+    path, manifest = bundle_from_checkpoint(
+        checkpoint, target, exporter.value, opset, atol, rtol, force, steps
+    )
+    if as_json:
+        print_json(manifest)
+        return
+    from edgekit.parity import ParityReport
+
+    typer.echo(_report_table(manifest["parity"], ParityReport))
+    if manifest["parity"].get("real_data_note"):
+        typer.echo(f"note: {manifest['parity']['real_data_note']}")
+    typer.echo(f"exporter: {manifest['exporter']['name']} (opset {manifest['exporter']['opset']})")
+    typer.echo(f"bundle: {path}")
+    if tensorrt:
+        _build_engine(path, fp16, max_batch, max_seq, force=True)
+
+
+def _build_engine(bundle: Path, fp16: bool, max_batch: int, max_seq: int, force: bool) -> None:
+    from edgekit.exporters.tensorrt import build_engine_into_bundle
+
+    record = build_engine_into_bundle(bundle, fp16, max_batch, max_seq, force)
+    typer.echo(
+        f"engine: {bundle / record['file']} ({record['gpu']}, sm {record['compute_capability']}, "
+        f"TensorRT {record['tensorrt']}, max abs diff vs ORT {record['parity']['max_abs']:.3g})"
+    )
+
+
+@app.command()
+@user_errors
+def engine(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    fp16: Annotated[bool, typer.Option(help="allow FP16 kernels")] = False,
+    max_batch: Annotated[int, typer.Option(help="largest batch in the profile")] = 32,
+    max_seq: Annotated[int, typer.Option(help="longest time axis in the profile")] = 512,
+    force: Annotated[bool, typer.Option(help="rebuild an existing engine")] = False,
+) -> None:
+    """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit[gpu])."""
+    from edgekit._optional import require
+    from edgekit.manifest import read_manifest
+
+    read_manifest(bundle)  # a bad bundle fails before TensorRT is looked for
+    from edgekit.runtimes.cuda import cudart
+
+    require("tensorrt", "edgekit engine")
+    cudart()
+    _build_engine(bundle, fp16, max_batch, max_seq, force)
+
+
+def _report_table(parity: dict[str, Any], report_cls: Any) -> str:
+    from edgekit.parity import CaseResult, OutputDiff, RolloutResult
+
+    report = report_cls(parity["reference"], parity["candidate"], parity["atol"], parity["rtol"])
+    for c in parity["cases"]:
+        outs = [OutputDiff(**o) for o in c["outputs"]]
+        report.cases.append(CaseResult(c["case"], outs, c["error"]))
+    if parity.get("rollout"):
+        report.rollout = RolloutResult(**parity["rollout"])
+    return report.table()
+
+
+@app.command()
+@user_errors
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="source checkpoint (default: manifest)")
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="recurrent models: greedy rollout steps checked")
+    ] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Re-run the parity checks of a bundle against its source checkpoint; exit 0 or 1."""
+    _require_steps(steps)
+    from edgekit.exporters.verify import verify_bundle
+
+    report = verify_bundle(bundle, checkpoint, steps)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        typer.echo(report.table())
+        typer.echo(f"verify: {'PASS' if report.passed else 'FAIL'} ({bundle})")
+    if not report.passed:
+        raise typer.Exit(1)

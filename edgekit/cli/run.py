@@ -1,0 +1,139 @@
+"""`edgekit classify`, `predict` and `generate`: run a bundle (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgekit.cli.app import DeviceOption, app, fail, load_bundle, print_json, user_errors
+
+
+@app.command()
+@user_errors
+def classify(
+    bundle: Annotated[Path, typer.Argument(help="a classification bundle")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    top_k: Annotated[int, typer.Option(help="labels to show per image")] = 1,
+    device: DeviceOption = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Classify image files with a bundle (torch-free)."""
+
+    model = load_bundle(bundle, device)
+    if model.task != "classify" or not model.manifest.get("preprocess"):
+        fail(
+            f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
+            "image classifier",
+            2,
+        )
+    for path in images:
+        if path.is_dir():
+            fail(f"{path} is a directory; pass image files (e.g. {path}/*.jpg)", 2)
+        if not path.is_file():
+            fail(f"image not found: {path}", 2)
+    predictions = model.predict([str(p) for p in images], top_k=top_k)
+    if as_json:
+        print_json(
+            [
+                {"image": str(p), "label": r.label, "score": r.score, "top_k": r.top_k}
+                for p, r in zip(images, predictions, strict=True)
+            ]
+        )
+        return
+    for path, r in zip(images, predictions, strict=True):
+        ranked = ", ".join(f"{label} {score:.3f}" for label, score in r.top_k)
+        typer.echo(f"{path}: {ranked}")
+
+
+@app.command()
+@user_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="a regression or tabular classification bundle")],
+    rows: Annotated[list[str] | None, typer.Argument(help="feature rows, e.g. 25,3 30,2")] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="a CSV of feature rows (header row first)")
+    ] = None,
+    device: DeviceOption = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Predict from feature rows with a tabular bundle (torch-free)."""
+    import numpy as np
+
+    model = load_bundle(bundle, device)
+    if model.task not in ("regress", "classify") or model.manifest.get("preprocess"):
+        fail(f"{bundle} is not a tabular bundle; predict takes feature rows", 2)
+    width = model.backend.contract.inputs[0].shape[1]
+    data = _read_rows(rows or [], csv, width)
+    if model.task == "regress":
+        values = [float(v) for v in model.predict(np.asarray(data, np.float32))]
+        results: list[Any] = [
+            {"row": r, "prediction": v} for r, v in zip(data, values, strict=True)
+        ]
+    else:
+        preds = model.predict(np.asarray(data, np.float32))
+        results = [
+            {"row": r, "label": p.label, "score": p.score} for r, p in zip(data, preds, strict=True)
+        ]
+    if as_json:
+        print_json(results)
+        return
+    for r in results:
+        shown = r.get("prediction", None)
+        value = f"{shown:.4g}" if shown is not None else f"{r['label']} ({r['score']:.3f})"
+        typer.echo(f"{','.join(f'{v:g}' for v in r['row'])} -> {value}")
+
+
+def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[float]]:
+    import csv
+    import math
+
+    texts = [r.split(",") for r in rows]
+    if csv_path is not None:
+        if not csv_path.is_file():
+            fail(f"--csv not found: {csv_path}", 2)
+        with csv_path.open(newline="") as f:
+            texts += [r for r in list(csv.reader(f))[1:] if r]
+    if not texts:
+        fail("no rows given: pass rows like 25,3 or --csv FILE", 2)
+    data = []
+    for cells in texts:
+        try:
+            row = [float(c) for c in cells]
+        except ValueError:
+            fail(f"row {','.join(cells)!r} is not numbers separated by commas", 2)
+        if not all(math.isfinite(v) for v in row):
+            fail(f"row {','.join(cells)!r} has a non-finite value (nan or inf)", 2)
+        if isinstance(width, int) and len(row) != width:
+            fail(f"row {','.join(cells)!r} has {len(row)} values; the model expects {width}", 2)
+        data.append(row)
+    return data
+
+
+@app.command()
+@user_errors
+def generate(
+    bundle: Annotated[Path, typer.Argument(help="a generation bundle (charlm)")],
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "the ",
+    max_new_tokens: Annotated[int, typer.Option(help="characters to generate")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(help="sample from the k most likely")] = None,
+    top_p: Annotated[float | None, typer.Option(help="nucleus sampling mass")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
+    stream: Annotated[bool, typer.Option(help="print characters as they are produced")] = False,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Generate text with a recurrent bundle (torch-free)."""
+
+    model = load_bundle(bundle, device)
+    if model.task != "generate":
+        fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
+    args = (prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    if stream:
+        typer.echo(prompt, nl=False)
+        for ch in model.stream(*args):
+            typer.echo(ch, nl=False)
+        typer.echo()
+    else:
+        typer.echo(prompt + model.generate(*args))

@@ -1,0 +1,140 @@
+"""`edgekit train` and `edgekit info`: checkpoints in, metadata out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekit.cli.app import app, fail, print_json, user_errors
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[
+        str, typer.Argument(help="linear | logistic | cnn | lenet | rowlstm | charlm")
+    ],
+    data: Annotated[Path | None, typer.Option(help="data path (default: the built-in set)")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="passes over the data (default per model)")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate (default per model)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (default per model)")] = None,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same weights")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    out: Annotated[
+        Path | None, typer.Option(help="checkpoint directory (default runs/MODEL)")
+    ] = None,
+    cell: Annotated[
+        str, typer.Option(help="charlm: rnn|lstm|gru|scratch-rnn|scratch-lstm")
+    ] = "lstm",
+    layers: Annotated[int, typer.Option(help="charlm: recurrent layers")] = 2,
+    hidden: Annotated[int, typer.Option(help="charlm: hidden units per layer")] = 256,
+    embed: Annotated[int, typer.Option(help="charlm: embedding width; 0 = one-hot")] = 0,
+    seq_len: Annotated[int, typer.Option(help="charlm: characters per training window")] = 35,
+    max_chars: Annotated[
+        int | None, typer.Option(help="charlm: use only the first N chars")
+    ] = None,
+    image_size: Annotated[int, typer.Option(help="cnn: input side in pixels")] = 128,
+    samples: Annotated[int, typer.Option(help="cnn: synthetic images when no --data")] = 240,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    force: Annotated[
+        bool, typer.Option(help="replace --out even if it is not a checkpoint")
+    ] = False,
+) -> None:
+    """Train a zoo model and write a checkpoint (safetensors + JSON)."""
+    from edgekit.models import get_model
+    from edgekit.models.registry import CELLS
+    from edgekit.training import TrainOptions
+    from edgekit.training import train as run_training
+
+    get_model(model)  # unknown names fail before torch is imported
+    if model == "charlm" and cell not in CELLS:
+        fail(f"unknown --cell {cell!r}; known cells: {', '.join(CELLS)}", 2)
+    default_out = f"runs/{model}-{cell}" if model == "charlm" else f"runs/{model}"
+    opts = TrainOptions(
+        model=model,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embed=embed,
+        seq_len=seq_len,
+        max_chars=max_chars,
+        image_size=image_size,
+        samples=samples,
+    )
+    opts.validate()
+    if data is not None and not data.exists():
+        fail(f"--data not found: {data}", 2)
+    ckpt, result = run_training(opts, out or Path(default_out), not (quiet or as_json), force)
+    if as_json:
+        print_json({"checkpoint": str(ckpt.path), "metrics": result.metrics, "data": result.data})
+        return
+    typer.echo(f"{model}: trained on {result.data.get('source')}")
+    for name, value in result.metrics.items():
+        typer.echo(f"  {name:>20} = {value:.4g}")
+    typer.echo(f"checkpoint: {ckpt.path}")
+
+
+@app.command()
+@user_errors
+def info(
+    path: Annotated[Path, typer.Argument(help="a checkpoint or bundle directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
+) -> None:
+    """Show a checkpoint's metadata or a bundle's manifest (verifying their hashes)."""
+    from edgekit.manifest import MANIFEST, read_manifest
+    from edgekit.training.checkpoint import load_checkpoint
+
+    if (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        if as_json:
+            print_json(manifest)
+            return
+        typer.echo(
+            f"bundle {path}  (schema v{manifest['schema_version']}, task {manifest['task']}, "
+            f"model {manifest['model']['name']})"
+        )
+        for kind in ("inputs", "outputs"):
+            for t in manifest[kind]:
+                typer.echo(f"  {kind[:-1]:<6} {t['name']:<14} {t['dtype']:<8} {t['shape']}")
+        for s in manifest.get("state", []):
+            typer.echo(f"  state  {s['input']} -> {s['output']}  {s['shape']}")
+        parity = manifest["parity"]
+        typer.echo(
+            f"  exporter {manifest['exporter']['name']} (opset {manifest['exporter']['opset']}); "
+            f"parity {'passed' if parity['passed'] else 'FAILED'} at atol {parity['atol']}, "
+            f"rtol {parity['rtol']}"
+        )
+        for e in manifest.get("engines", []):
+            typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
+        typer.echo("  files  " + ", ".join(manifest["files"]))
+        return
+
+    ckpt = load_checkpoint(path)
+    if as_json:
+        print_json(ckpt.meta)
+        return
+    meta = ckpt.meta
+    typer.echo(
+        f"checkpoint {ckpt.path}  (format v{meta['format_version']}, sha256 {ckpt.sha256[:12]})"
+    )
+    typer.echo(f"  model   {meta['model']}  task {meta['task']}")
+    typer.echo(f"  config  {json.dumps(meta['config'])}")
+    if meta.get("labels"):
+        typer.echo(f"  labels  {meta['labels']}")
+    if meta.get("vocab"):
+        typer.echo(f"  vocab   {len(meta['vocab'])} characters")
+    typer.echo(f"  data    {meta['data'].get('source')}")
+    typer.echo("  metrics " + ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items()))
+    typer.echo(f"  created {meta['created']}  versions {meta['versions']}")

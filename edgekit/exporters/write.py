@@ -1,0 +1,215 @@
+"""Writing a bundle: export each candidate graph, keep the first that passes the checks, and publish
+model.onnx + edgekit.json atomically. If no candidate passes, nothing is written and CheckFailed
+carries the parity table of every attempt.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekit.errors import CheckFailed, InputError
+from edgekit.exporters.check import explain, parity_suite
+from edgekit.exporters.onnx import (
+    DEFAULT_OPSET,
+    EXPORTERS,
+    finalize_graph,
+    frozen_axes,
+    onnx_from_module,
+    usable_exporters,
+)
+from edgekit.exporters.plan import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    EXPORT_BATCH,
+    EXPORT_TIME,
+    Plan,
+    plan_from_checkpoint,
+    plan_from_module,
+)
+from edgekit.files import atomic_directory, check_writable
+from edgekit.iospec import IOContract
+from edgekit.manifest import SCHEMA, SCHEMA_VERSION, write_manifest
+from edgekit.parity import error_line
+from edgekit.reference.torch_backend import TorchBackend
+from edgekit.runtimes.onnxruntime import OrtBackend
+
+GRAPH = "model.onnx"
+
+
+def bundle_from_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    exporter: str = "auto",
+    opset: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    force: bool = False,
+    steps: int = 200,
+) -> tuple[Path, dict[str, Any]]:
+    """Export a zoo checkpoint; tolerances default to the model's own."""
+    plan = plan_from_checkpoint(checkpoint)
+    atol = plan.atol if atol is None else atol
+    rtol = plan.rtol if rtol is None else rtol
+    return write_bundle(plan, out, exporter, opset, atol, rtol, force, steps)
+
+
+def export(
+    module: torch.nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    out: str | Path,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+    state_pairs: list[tuple[str, str]] | None = None,
+    task: str = "generic",
+    labels: list[str] | None = None,
+    vocab: list[str] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    exporter: str = "auto",
+    opset: int | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    force: bool = False,
+    steps: int = 200,
+) -> tuple[Path, dict[str, Any]]:
+    """Export any nn.Module to a validated bundle.
+
+    `dynamic_axes` names each dynamic axis per input/output ({"tokens": {0: "batch", 1: "time"}});
+    use "batch" and "time" so parity also runs at other batch sizes and lengths. A recurrent module
+    lists `state_pairs` [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output.
+    """
+    plan = plan_from_module(
+        module,
+        example_inputs,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        state_pairs=state_pairs,
+        task=task,
+        labels=labels,
+        vocab=vocab,
+        preprocess=preprocess,
+    )
+    return write_bundle(plan, out, exporter, opset, atol, rtol, force, steps)
+
+
+def write_bundle(
+    plan: Plan,
+    out: str | Path,
+    exporter: str,
+    opset: int | None,
+    atol: float,
+    rtol: float,
+    force: bool,
+    steps: int,
+) -> tuple[Path, dict[str, Any]]:
+    out = Path(out)
+    if exporter not in ("auto", *EXPORTERS):
+        raise InputError(f"unknown exporter {exporter!r}; known: auto, {', '.join(EXPORTERS)}")
+    if not (0 < atol < float("inf")) or not (0 <= rtol < float("inf")):
+        raise InputError(f"tolerances must be positive finite numbers: atol {atol}, rtol {rtol}")
+    if steps < 0:
+        raise InputError(f"--steps must be >= 0, got {steps}")
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists; pass --force to replace it")
+    check_writable(out)
+    reference = TorchBackend(plan.module, plan.contract)
+    example = tuple(
+        torch.from_numpy(v)
+        for v in plan.contract.example(EXPORT_BATCH, EXPORT_TIME, np.random.default_rng(0)).values()
+    )
+    candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
+    attempts: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with atomic_directory(out, force=force) as tmp:
+        graph = tmp / GRAPH
+        for name in candidates:
+            try:
+                warned = onnx_from_module(plan.module, example, plan.contract, graph, name, opset)
+            except Exception as exc:  # an exporter's own failure is a finding, reported per attempt
+                msg = error_line(exc)
+                attempts.append({"exporter": name, "passed": False, "error": msg})
+                failures.append(f"[{name}] export failed: {msg}")
+                continue
+            frozen = frozen_axes(graph, plan.contract)
+            report = parity_suite(
+                reference, OrtBackend(graph, plan.contract), plan, atol, rtol, steps
+            )
+            passed = report.passed and not frozen
+            attempts.append(
+                {
+                    "exporter": name,
+                    "passed": passed,
+                    "frozen_axes": frozen,
+                    "warnings": warned,
+                    "parity_failures": report.failures(),
+                }
+            )
+            if passed:
+                break
+            failures.append(explain(name, report, frozen))
+        else:
+            raise CheckFailed("export failed parity; no bundle written\n" + "\n\n".join(failures))
+        chosen = attempts[-1]["exporter"]
+        import edgekit
+
+        finalize_graph(
+            graph,
+            {
+                "edgekit_version": edgekit.__version__,
+                "source_sha256": plan.manifest["source"]["sha256"],
+                "task": plan.manifest["task"],
+            },
+        )
+        manifest = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "graph": GRAPH,
+            **plan.manifest,
+            **plan.contract.to_manifest(),
+            "exporter": {
+                "name": chosen,
+                "opset": opset or DEFAULT_OPSET[chosen],
+                "requested": exporter,
+                "attempts": attempts,
+            },
+            "tolerance": {"atol": atol, "rtol": rtol},
+            "parity": {**report.to_dict(), "real_data_note": plan.real_note},
+            "versions": _versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_manifest(tmp, manifest)
+    return out, manifest
+
+
+def _candidates(exporter: str, contract: IOContract) -> list[str]:
+    if exporter != "auto":
+        return [exporter]
+    # Recurrent graphs: the TorchScript exporter keeps nn.LSTM/GRU/RNN as ONNX ops and scripted
+    # loops as ONNX Loop, all with dynamic time; torch.export specialises python loops over time.
+    return ["torchscript", "dynamo"] if contract.state else ["dynamo", "torchscript"]
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    import edgekit
+
+    return {
+        "edgekit": edgekit.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

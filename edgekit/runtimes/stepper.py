@@ -1,0 +1,195 @@
+"""Recurrent stepping: one interface, two ways to carry the state between calls.
+
+A stepper advances `batch` independent streams. Write the next token of every stream into
+`next_tokens` (B,), call `step()`, read `next_logits` (B, V); `prefill(ids)` feeds a (B, T) prompt in
+one call; `get_state`/`set_state`/`reset` save and restore the streams. Shapes come from the bundle's
+Layout, so a graph with another axis order is handled there, not here.
+
+- `BoundStepper` (ONNX Runtime): IO binding and ping-pong state buffers, no per-step allocation.
+- `HostStepper` (any backend): state through the host as numpy arrays, a plain `run` per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.errors import InputError
+from edgekit.runtimes.layout import Layout
+
+
+def _ort() -> Any:
+    return require("onnxruntime", "running bundles")
+
+
+def checked_state(
+    state: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """`state` as contiguous float32 arrays, or an error naming what is missing or misshapen."""
+    out = {}
+    for name, shape in shapes.items():
+        if name not in state:
+            raise InputError(f"state is missing {name!r}; expected {sorted(shapes)}")
+        arr = np.ascontiguousarray(state[name], dtype=np.float32)
+        if tuple(arr.shape) != tuple(shape):
+            raise InputError(f"state {name}: shape {arr.shape}, expected {tuple(shape)}")
+        out[name] = arr
+    return out
+
+
+def check_prefill(ids: np.ndarray, batch: int) -> None:
+    if ids.ndim != 2 or ids.shape[0] != batch or ids.shape[1] < 1:
+        raise InputError(f"prefill tokens must be ({batch}, T >= 1), got {ids.shape}")
+
+
+def greedy(stepper: Any) -> Callable[[], None]:
+    """One greedy step of every stream: the argmax of the last logits is fed back."""
+
+    def step() -> None:
+        stepper.next_tokens[:] = stepper.next_logits.argmax(-1)
+        stepper.step()
+
+    return step
+
+
+class _Buffers:
+    """The token and logits buffers of one step, with (B,) and (B, V) views in any layout."""
+
+    def __init__(self, layout: Layout, batch: int) -> None:
+        self.layout, self.batch = layout, batch
+        self.tokens = np.zeros(layout.token_shape(batch, 1), np.int64)
+        self.logits = np.zeros(layout.logits_shape(batch, 1), np.float32)
+        self.next_tokens = layout.step_tokens(self.tokens)  # (B,) view: write tokens here
+        self.next_logits = layout.last_logits(self.logits)  # (B, V) view
+        self.state_shapes = {s.input: s.shape(batch) for s in layout.state}
+
+
+class HostStepper(_Buffers):
+    """State through the host: a feeds dict in and numpy state out on every call."""
+
+    def __init__(self, backend: Any, batch: int) -> None:
+        super().__init__(backend.layout, batch)
+        self.backend = backend
+        self.state: dict[str, np.ndarray] = {}
+        self.reset()
+
+    def _call(self, tokens: np.ndarray) -> np.ndarray:
+        out = self.backend.run({self.layout.tokens.name: tokens, **self.state}, check=False)
+        self.state = self.layout.state_after(out)
+        self.next_logits[...] = self.layout.last_logits(out[self.layout.logits.name])
+        return self.next_logits
+
+    def step(self) -> np.ndarray:
+        return self._call(self.tokens)
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        check_prefill(ids, self.batch)
+        return self._call(self.layout.token_feed(ids))
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.state.items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.state = {n: a.copy() for n, a in checked_state(state, self.state_shapes).items()}
+
+    def reset(self) -> None:
+        self.state = self.layout.zero_state(self.batch)
+
+
+class BoundStepper(_Buffers):
+    """Allocation-free recurrent stepping with IO binding and ping-pong state buffers (ONNX Runtime).
+
+    Two state buffer sets A and B exist for a fixed batch size. Call k binds one set as `state_in.*`
+    and the other as `state_out.*`, then the roles swap, so step k's outputs are step k+1's inputs
+    with no copy, no per-step allocation and no dict building. On CPU the buffers are numpy arrays
+    wrapped (not copied) by OrtValues; on CUDA they are device OrtValues, so state never leaves the
+    GPU and only the token (in) and the logits row (out) cross to the host.
+    """
+
+    def __init__(self, backend: Any, batch: int) -> None:
+        super().__init__(backend.layout, batch)
+        ort = _ort()
+        self.session = backend.session
+        self.uncaptured = backend.uncaptured
+        self.graph = backend.cuda_graph
+        on_gpu = backend.device != "cpu"
+        if (
+            self.graph
+        ):  # a CUDA graph replays fixed device addresses: token and logits live there too
+            value = ort.OrtValue.ortvalue_from_shape_and_type
+            self._token_value = value(self.tokens.shape, np.int64, "cuda", 0)
+            self._logits_value = value(self.logits.shape, np.float32, "cuda", 0)
+        else:
+            self._token_value = ort.OrtValue.ortvalue_from_numpy(self.tokens)
+            self._logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
+        # One captured graph per ping-pong parity (each records its own buffer addresses). Without
+        # graphs no RunOptions are passed at all: on CPU, passing one costs ~25 us per call
+        # (measured with onnxruntime 1.32 on a 2x256 LSTM step of ~50 us).
+        self.run_options: list[Any] = [None, None]
+        if self.graph:
+            self.run_options = [backend.graph_run_options(), backend.graph_run_options()]
+        self.buffers: list[dict[str, Any]] = []
+        for _ in range(2):
+            buf = {}
+            for name, shape in self.state_shapes.items():
+                if on_gpu:
+                    buf[name] = ort.OrtValue.ortvalue_from_shape_and_type(
+                        shape, np.float32, "cuda", 0
+                    )
+                else:
+                    buf[name] = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
+            self.buffers.append(buf)
+        self.bindings = [self._binding(k) for k in range(2)]
+        self.current = 0  # self.buffers[current] holds the live state
+        self.reset()
+
+    def _binding(self, k: int) -> Any:
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.layout.tokens.name, self._token_value)
+        binding.bind_ortvalue_output(self.layout.logits.name, self._logits_value)
+        for name_in, name_out in self.layout.pairs:
+            binding.bind_ortvalue_input(name_in, self.buffers[k][name_in])
+            binding.bind_ortvalue_output(name_out, self.buffers[1 - k][name_in])
+        return binding
+
+    def step(self) -> np.ndarray:
+        """Advance every stream by the tokens in `self.tokens`; return logits (B, V) (a view)."""
+        if self.graph:
+            self._token_value.update_inplace(self.tokens)
+            self.session.run_with_iobinding(
+                self.bindings[self.current], self.run_options[self.current]
+            )
+            self.logits[...] = self._logits_value.numpy()
+        else:
+            self.session.run_with_iobinding(self.bindings[self.current])
+        self.current ^= 1
+        return self.next_logits
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        """Feed (B, T) token ids in one call; return the last step's logits (B, V)."""
+        check_prefill(ids, self.batch)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.layout.tokens.name, self.layout.token_feed(ids))
+        binding.bind_output(self.layout.logits.name, "cpu")
+        live, spare = self.buffers[self.current], self.buffers[1 - self.current]
+        for name_in, name_out in self.layout.pairs:
+            binding.bind_ortvalue_input(name_in, live[name_in])
+            binding.bind_ortvalue_output(name_out, spare[name_in])
+        self.session.run_with_iobinding(binding, self.uncaptured)
+        self.current ^= 1
+        self.next_logits[...] = self.layout.last_logits(binding.get_outputs()[0].numpy())
+        return self.next_logits
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: value.numpy().copy() for name, value in self.buffers[self.current].items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        live = self.buffers[self.current]
+        for name, arr in checked_state(state, self.state_shapes).items():
+            live[name].update_inplace(arr)
+
+    def reset(self) -> None:
+        self.set_state(self.layout.zero_state(self.batch))
