@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUNS ?= runs
+DEMO ?= full  # `make demo DEMO=tiny`: the same steps on tiny models, in seconds
 
 .PHONY: setup demo test lint typecheck fmt clean
 
@@ -17,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	bash scripts/demo.sh $(RUNS)
+	DEMO=$(DEMO) bash scripts/demo.sh $(RUNS)
 
 lint: setup
 	$(BIN)/ruff check edgekit tests benchmarks
@@ -34,4 +35,4 @@ test: lint typecheck
 	$(BIN)/python -m pytest -m "not slow" -q
 
 clean:
-	rm -rf $(VENV) $(RUNS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUNS) dist .mypy_cache .ruff_cache .pytest_cache

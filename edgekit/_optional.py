@@ -38,5 +38,5 @@ def require(module: str, purpose: str = "this feature") -> ModuleType:
     except ImportError as exc:
         top = module.split(".")[0]
         raise MissingDependency(
-            f"{purpose} needs '{top}', which is not installed: pip install 'edgekit[{extra_for(top)}]'"
+            f"{purpose} needs '{top}', which is not installed: pip install 'edgekit-ml[{extra_for(top)}]'"
         ) from exc

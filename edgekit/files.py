@@ -69,15 +69,39 @@ def check_writable(target: str | Path) -> None:
         raise InputError(f"cannot write to {target}: {ancestor} is not writable")
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _publish_permissions(directory: Path) -> None:
     """mkdtemp makes a private (0700) directory: give it, and its files, the usual umask modes so a
     bundle deployed by one user can be read by the service that runs it."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     directory.chmod(0o777 & ~umask)
     for f in directory.iterdir():
         if f.is_file():
             f.chmod(0o666 & ~umask)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file, and
+    the file gets the usual umask mode (mkstemp's own is a private 0600)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @contextmanager

@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# The main job on built-in defaults: train every zoo model, export each to a verified ONNX bundle.
+# The main job on built-in defaults: train every zoo model, export each to a verified ONNX bundle,
+# then classify, predict, generate and bench from the bundles. Everything goes under RUNS (default runs):
+#   RUNS/ckpt/NAME   checkpoints      RUNS/bundles/NAME   bundles      RUNS/images/   sample images
+# DEMO=tiny runs the same steps on tiny models, in seconds instead of minutes (the README's test uses it).
 set -euo pipefail
 runs="${1:-runs}"
 ek=".venv/bin/edgekit"
 step() { printf '\n== %s\n' "$*"; }
 
+declare -A size=()  # per model: the training options of the tiny demo
+if [ "${DEMO:-full}" = tiny ]; then
+  size=([linear]="--epochs 200" [logistic]="--epochs 200" [lenet]="--epochs 1"
+    [rowlstm]="--epochs 1" [cnn]="--epochs 1 --image-size 32 --samples 16 --batch-size 8"
+    [charlm]="--epochs 1 --layers 1 --hidden 16 --seq-len 16 --max-chars 4000")
+fi
+
 for model in linear logistic lenet rowlstm cnn; do
   step "train $model"
-  "$ek" train "$model" --out "$runs/ckpt/$model"
+  # shellcheck disable=SC2086  # the size options are meant to split into words
+  "$ek" train "$model" --out "$runs/ckpt/$model" ${size[$model]:-}
 done
 step "train charlm (2-layer LSTM, hidden 256)"
-"$ek" train charlm --cell lstm --out "$runs/ckpt/charlm-lstm"
+# shellcheck disable=SC2086
+"$ek" train charlm --cell lstm --out "$runs/ckpt/charlm-lstm" ${size[charlm]:-}
 
 for name in linear logistic lenet rowlstm cnn charlm-lstm; do
   step "export $name (parity with PyTorch is checked before anything is written)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +104,26 @@ def _cli(*args: object):
 
 
 def test_cli_writes_every_report(bench_bundles: dict[str, Path], tmp_path: Path) -> None:
-    result = _cli(
+    umask = os.umask(0o022)  # reports get the usual file mode, like any file a user writes
+    try:
+        result = _bench_with_reports(bench_bundles, tmp_path)
+    finally:
+        os.umask(umask)
+    assert result.exit_code == 0, result.output
+    assert "ort-cpu" in result.output and "vs torch" in result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert len(doc["results"]) == 4
+    assert "| ort-cpu | batch 1 |" in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    modes = {
+        name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("r.json", "r.md", "r.png")
+    }
+    assert modes == dict.fromkeys(modes, 0o644)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md", "r.png"]  # no temp left
+
+
+def _bench_with_reports(bench_bundles: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+    return _cli(
         bench_bundles["lenet"],
         "--backends",
         "torch,ort-cpu",
@@ -120,12 +141,6 @@ def test_cli_writes_every_report(bench_bundles: dict[str, Path], tmp_path: Path)
         "--plot",
         tmp_path / "r.png",
     )
-    assert result.exit_code == 0, result.output
-    assert "ort-cpu" in result.output and "vs torch" in result.output
-    doc = json.loads((tmp_path / "r.json").read_text())
-    assert len(doc["results"]) == 4
-    assert "| ort-cpu | batch 1 |" in (tmp_path / "r.md").read_text()
-    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(

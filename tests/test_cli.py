@@ -319,7 +319,7 @@ def test_missing_torch_names_the_extra(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert (
         out.stderr.strip()
-        == "error: this command needs 'torch', which is not installed: pip install 'edgekit[train]'"
+        == "error: this command needs 'torch', which is not installed: pip install 'edgekit-ml[train]'"
     )
 
 
@@ -384,3 +384,50 @@ def test_auto_device_says_which(cli_bundles: dict[str, Path]) -> None:
 
 def test_classify_a_directory(cli_bundles: dict[str, Path], tmp_path: Path) -> None:
     assert_user_error(invoke("classify", cli_bundles["cnn"], tmp_path), "is a directory")
+
+
+def test_classify_reports_each_unreadable_file_and_classifies_the_rest(
+    cli_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, path in enumerate(good):
+        Image.new("RGB", (48, 48), (40 * i, 200, 30)).save(path)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    missing = tmp_path / "missing.png"
+    result = invoke("classify", cli_bundles["cnn"], good[0], corrupt, missing, good[1], "--json")
+    assert result.exit_code == 2
+    assert [r["image"] for r in json.loads(result.stdout)] == [str(good[0]), str(good[1])]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "Traceback" not in result.stderr
+    assert errors[0].startswith(f"error: {corrupt}: cannot read image")
+    assert errors[1] == f"error: image not found: {missing}"
+    plain = invoke("classify", cli_bundles["cnn"], *good)
+    assert plain.exit_code == 0 and plain.stdout.count(": ") == 2
+
+
+def test_generate_prints_the_prompt_then_the_apis_continuation(
+    cli_bundles: dict[str, Path],
+) -> None:
+    import edgekit
+
+    continuation = edgekit.load(cli_bundles["charlm"]).generate("the ", 30, temperature=0)
+    args = ["generate", cli_bundles["charlm"], "--max-new-tokens", 30, "--temperature", 0]
+    assert invoke(*args).stdout == "the " + continuation + "\n"
+    assert invoke(*args, "--stream").stdout == "the " + continuation + "\n"
+
+
+def test_generated_folders_are_ignored_by_git() -> None:
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing to ignore files for")
+    paths = ["runs/ckpt/lenet", "bundles/cnn/model.onnx", "dist/x.whl", "build/lib/x.py", ".venv/x"]
+    ignored = subprocess.run(
+        ["git", "-C", str(root), "check-ignore", *paths], capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == paths

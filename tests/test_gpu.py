@@ -56,7 +56,7 @@ needs_cuda_ep = pytest.mark.skipif(
 )
 needs_trt = pytest.mark.skipif(
     importlib.util.find_spec("tensorrt") is None,
-    reason="tensorrt is not installed (it cannot be installed in this workplace)",
+    reason="tensorrt is not installed (it needs an NVIDIA machine: pip install 'edgekit-ml[gpu]')",
 )
 
 
@@ -155,7 +155,7 @@ def test_cli_tensorrt_without_tensorrt_fails_before_exporting(
     result = CliRunner().invoke(
         app, ["export", str(tiny_checkpoints["cnn"]), "--out", str(tmp_path / "b"), "--tensorrt"]
     )
-    assert result.exit_code == 2 and "pip install 'edgekit[gpu]'" in result.output
+    assert result.exit_code == 2 and "pip install 'edgekit-ml[gpu]'" in result.output
     assert not (tmp_path / "b").exists()
     engine = CliRunner().invoke(app, ["engine", str(tmp_path)])
     assert engine.exit_code == 2 and "not an edgekit bundle" in engine.output

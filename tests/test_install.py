@@ -1,6 +1,6 @@
-"""An environment with only `edgekit[cpu]` (no torch) runs classify, predict and generate.
+"""An environment with only `edgekit-ml[cpu]` (no torch) runs classify, predict and generate.
 
-It builds a real virtual environment from this checkout (pip, from the package registry): ~15 s here.
+It builds a real virtual environment from this checkout (pip, from the package index): ~15 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -47,5 +47,5 @@ def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_pa
         assert out.returncode == 2, out.stderr
         assert (
             out.stderr.strip() == "error: this command needs 'torch', which is not installed: "
-            "pip install 'edgekit[train]'"
+            "pip install 'edgekit-ml[train]'"
         )

@@ -192,7 +192,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("edgekit", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
+    for pkg in ("edgekit-ml", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.files import atomic_write
 
 COLUMNS = [
     "backend",
@@ -104,18 +106,6 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: no half-written report."""
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def check_output_path(path: Path | None, flag: str) -> None:
     if path is None:
         return
@@ -133,7 +123,11 @@ def check_output_path(path: Path | None, flag: str) -> None:
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
-    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
+    atomic_write(path, json.dumps(doc, indent=1) + "\n")
+
+
+def write_markdown(doc: dict[str, Any], path: Path) -> None:
+    atomic_write(path, markdown(doc))
 
 
 def write_plot(doc: dict[str, Any], path: Path) -> None:
@@ -169,7 +163,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
         ax.tick_params(labelsize=8)
     axes[-1, 0].set_xlabel("latency per call (us, log scale)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, png.getvalue())

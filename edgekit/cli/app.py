@@ -25,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help texts contain extras like edgekit[gpu], not markup
+    rich_markup_mode=None,  # help texts contain extras like edgekit-ml[gpu], not markup
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,4 +98,4 @@ def missing_extra_message(exc: ModuleNotFoundError) -> str:
     from edgekit._optional import extra_for
 
     top = (exc.name or "").split(".")[0]
-    return f"this command needs '{top}', which is not installed: pip install 'edgekit[{extra_for(top)}]'"
+    return f"this command needs '{top}', which is not installed: pip install 'edgekit-ml[{extra_for(top)}]'"

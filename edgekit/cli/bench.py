@@ -114,6 +114,6 @@ def bench(
     if json_out is not None:
         report.write_json(doc, json_out)
     if markdown_out is not None:
-        report.write_text_atomic(markdown_out, report.markdown(doc))
+        report.write_markdown(doc, markdown_out)
     if plot is not None:
         report.write_plot(doc, plot)

@@ -99,7 +99,7 @@ def engine(
     max_seq: Annotated[int, typer.Option(help="longest time axis in the profile")] = 512,
     force: Annotated[bool, typer.Option(help="rebuild an existing engine")] = False,
 ) -> None:
-    """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit[gpu])."""
+    """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit-ml[gpu])."""
     from edgekit._optional import require
     from edgekit.manifest import read_manifest
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from edgekit.cli.app import DeviceOption, app, fail, load_bundle, print_json, user_errors
+from edgekit.errors import InputError
 
 
 @app.command()
@@ -19,7 +20,9 @@ def classify(
     device: DeviceOption = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Classify image files with a bundle (torch-free)."""
+    """Classify image files with a bundle (torch-free). An unreadable file gets its own error line,
+    the rest are still classified, and the exit code is then 2."""
+    import numpy as np
 
     model = load_bundle(bundle, device)
     if model.task != "classify" or not model.manifest.get("preprocess"):
@@ -28,23 +31,37 @@ def classify(
             "image classifier",
             2,
         )
+    # Each unreadable file gets its own error line; the readable ones are still classified.
+    readable, batches, unreadable = [], [], 0
     for path in images:
+        problem = None
         if path.is_dir():
-            fail(f"{path} is a directory; pass image files (e.g. {path}/*.jpg)", 2)
-        if not path.is_file():
-            fail(f"image not found: {path}", 2)
-    predictions = model.predict([str(p) for p in images], top_k=top_k)
+            problem = f"{path} is a directory; pass image files (e.g. {path}/*.jpg)"
+        elif not path.is_file():
+            problem = f"image not found: {path}"
+        else:
+            try:
+                batches.append(model.prepare(str(path)))  # (1, C, H, W)
+                readable.append(path)
+            except InputError as exc:
+                problem = f"{path}: {exc}"
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            unreadable += 1
+    predictions = model.predict(np.concatenate(batches), top_k=top_k) if batches else []
     if as_json:
         print_json(
             [
                 {"image": str(p), "label": r.label, "score": r.score, "top_k": r.top_k}
-                for p, r in zip(images, predictions, strict=True)
+                for p, r in zip(readable, predictions, strict=True)
             ]
         )
-        return
-    for path, r in zip(images, predictions, strict=True):
-        ranked = ", ".join(f"{label} {score:.3f}" for label, score in r.top_k)
-        typer.echo(f"{path}: {ranked}")
+    else:
+        for path, r in zip(readable, predictions, strict=True):
+            ranked = ", ".join(f"{label} {score:.3f}" for label, score in r.top_k)
+            typer.echo(f"{path}: {ranked}")
+    if unreadable:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -124,7 +141,7 @@ def generate(
     stream: Annotated[bool, typer.Option(help="print characters as they are produced")] = False,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Generate text with a recurrent bundle (torch-free)."""
+    """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
 
     model = load_bundle(bundle, device)
     if model.task != "generate":

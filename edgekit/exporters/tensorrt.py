@@ -2,7 +2,7 @@
 
 Profiles are plain Python (unit-tested on any machine); file naming, compatibility records and buffer
 plans live in `runtimes/engine_format.py`, which the native backend reads too. Building needs
-`tensorrt` and an NVIDIA GPU (`pip install 'edgekit[gpu]'`).
+`tensorrt` and an NVIDIA GPU (`pip install 'edgekit-ml[gpu]'`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from edgekit.runtimes import registry
 def unavailable_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:
     """Why the torch reference cannot run this bundle here, or None if it can."""
     if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (pip install 'edgekit[train]')"
+        return "torch is not installed (pip install 'edgekit-ml[train]')"
     ckpt = manifest.get("source", {}).get("checkpoint")
     if not ckpt or not Path(ckpt).is_dir():
         return f"the source checkpoint is not available ({ckpt})"

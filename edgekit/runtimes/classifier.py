@@ -31,7 +31,7 @@ class _Task:
     def device(self) -> str:
         return self.backend.device
 
-    def _batch(self, x: Any) -> np.ndarray:
+    def prepare(self, x: Any) -> np.ndarray:
         """Images (paths, PIL, uint8 arrays), a float batch, or feature rows -> the model's input."""
         rank = len(self.input.shape)
         if isinstance(x, np.ndarray) and x.dtype != np.uint8:
@@ -60,7 +60,7 @@ class _Task:
             raise InputError(f"cannot read image: {exc}") from None
 
     def raw(self, x: Any) -> np.ndarray:
-        return self.backend.run({self.input.name: self._batch(x)})[self.output]
+        return self.backend.run({self.input.name: self.prepare(x)})[self.output]
 
 
 class Classifier(_Task):

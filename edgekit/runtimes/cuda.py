@@ -1,6 +1,6 @@
 """A thin layer over cuda-python's runtime API: device info, memory, streams, graphs.
 
-Imported only by the TensorRT backend and builder; `cuda-python` comes with `edgekit[gpu]`.
+Imported only by the TensorRT backend and builder; `cuda-python` comes with `edgekit-ml[gpu]`.
 """
 
 from __future__ import annotations

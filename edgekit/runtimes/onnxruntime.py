@@ -41,7 +41,7 @@ def missing_provider(device: str) -> str | None:
     if PROVIDERS[device][0] not in available:
         return (
             f"device {device!r} needs {PROVIDERS[device][0]}, which this onnxruntime does not "
-            f"have; available providers: {', '.join(available)} (for GPUs: pip install 'edgekit[gpu]')"
+            f"have; available providers: {', '.join(available)} (for GPUs: pip install 'edgekit-ml[gpu]')"
         )
     return None
 

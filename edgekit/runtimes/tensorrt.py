@@ -27,7 +27,7 @@ from edgekit.runtimes.stepper import check_prefill, checked_state
 def unavailable_reason(bundle: Path, manifest: dict[str, Any]) -> str | None:
     """Why the native TensorRT backend cannot run this bundle here, or None if it can."""
     if importlib.util.find_spec("tensorrt") is None:
-        return "tensorrt is not installed (pip install 'edgekit[gpu]' on an NVIDIA machine)"
+        return "tensorrt is not installed (pip install 'edgekit-ml[gpu]' on an NVIDIA machine)"
     if not manifest.get("engines"):
         return f"the bundle has no TensorRT engine; build one with: edgekit engine {bundle}"
     return None
