@@ -191,7 +191,11 @@ def rollout(
         if mismatch is None and not np.array_equal(ref_tok, cand_tok):
             mismatch = step
         ref_logits, ref_state = call(reference, ref_tok[:, None], ref_state)
-        cand_logits, cand_state = call(candidate, cand_tok[:, None], cand_state)
+        try:
+            cand_logits, cand_state = call(candidate, cand_tok[:, None], cand_state)
+        except Exception as exc:  # e.g. a graph whose time axis was frozen at export
+            error = f"step {step}: {error_line(exc)}"
+            return RolloutResult(steps, drift, float("inf"), mismatch, float("inf"), False, error)
         drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i in ref_state))
     final = drift[-1] if drift else 0.0
     passed = mismatch is None and final <= atol * 10 and logit_diff <= atol * 10

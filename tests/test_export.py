@@ -80,7 +80,13 @@ def test_every_cell_exports_with_auto(
         }
         for n in names
     ]
-    assert manifest["inputs"][0] == {"name": "tokens", "dtype": "int64", "shape": ["batch", "time"]}
+    vocab = len(manifest["vocab"])  # token ids range over the vocabulary, recorded for parity
+    assert manifest["inputs"][0] == {
+        "name": "tokens",
+        "dtype": "int64",
+        "shape": ["batch", "time"],
+        "range": [0, vocab],
+    }
 
 
 @pytest.mark.parametrize("cell", ["scratch-rnn", "scratch-lstm", "rnn"])

@@ -56,7 +56,7 @@ def build_cases(
             cases.append(Case(backend, f"step host B={b}", b, b, greedy(HostStepper(handle, b))))
     layout = handle.layout
     for t in PREFILL_LENGTHS:
-        ids = rng.integers(0, max(contract.vocab_size, 1), (1, t))
+        ids = rng.integers(*contract.int_range(layout.tokens), size=(1, t))
         feeds = {**layout.zero_state(1), layout.tokens.name: layout.token_feed(ids)}
         cases.append(Case(backend, f"prefill T={t}", 1, t, handle.prepared(feeds)))
     return cases

@@ -20,6 +20,7 @@ class Exporter(str, Enum):
     auto = "auto"
     dynamo = "dynamo"
     torchscript = "torchscript"
+    script = "script"
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 import torch
 
 from edgekit.errors import InputError
-from edgekit.exporters.scripting import script_loops
+from edgekit.exporters.scripting import script_loops, script_whole
 from edgekit.iospec import IOContract
 
-EXPORTERS = ("dynamo", "torchscript")
-DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
+# dynamo: torch.export; torchscript: the tracing exporter (hand-written loops of the zoo scripted);
+# script: the whole user module compiled by torch.jit.script first, so Python loops over time become
+# an ONNX Loop instead of being unrolled at the example length.
+EXPORTERS = ("dynamo", "torchscript", "script")
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17, "script": 17}
 MIN_OPSET = 14
 
 
@@ -24,7 +28,7 @@ def opset_range(exporter: str) -> tuple[int, int]:
     from torch.onnx import _constants
 
     newest = min(onnx.defs.onnx_opset_version(), _constants.ONNX_MAX_OPSET)
-    if exporter == "torchscript":
+    if exporter in ("torchscript", "script"):
         return MIN_OPSET, min(newest, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
     return 18, newest  # the dynamo exporter writes opset 18 and later
 
@@ -54,8 +58,10 @@ def onnx_from_module(
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if exporter == "torchscript":
-            target, scripted = script_loops(module)
+        if exporter in ("torchscript", "script"):
+            target, scripted = (
+                script_whole(module) if exporter == "script" else script_loops(module)
+            )
             if scripted:  # trace the outer module; scripted submodules keep their loops
                 target = torch.jit.trace(target, example)
             torch.onnx.export(
@@ -77,7 +83,7 @@ def onnx_from_module(
                 opset_version=opset,
                 input_names=contract.input_names,
                 output_names=contract.output_names,
-                dynamic_shapes=_dynamic_shapes(contract),
+                dynamic_shapes=_dynamic_shapes(module, contract),
                 external_data=False,
                 verbose=False,
             )
@@ -88,16 +94,22 @@ def onnx_from_module(
     )
 
 
-def _dynamic_shapes(contract: IOContract) -> tuple[dict[int, Any], ...]:
+def _dynamic_shapes(module: torch.nn.Module, contract: IOContract) -> tuple[Any, ...]:
+    """torch.export's Dim per named axis (one object per name, so equal names stay equal sizes)."""
+    from edgekit.exporters.module_io import FlatIO
+
     dims: dict[str, Any] = {}
     shapes = []
     for t in contract.inputs:
         axes = {}
         for i, d in enumerate(t.shape):
             if isinstance(d, str):
-                axes[i] = dims.setdefault(d, torch.export.Dim(d, min=1, max=1 << 16))
+                identifier = re.sub(r"\W", "_", d)
+                low = contract.axes[d].min
+                axes[i] = dims.setdefault(d, torch.export.Dim(identifier, min=low, max=1 << 16))
         shapes.append(axes)
-    return tuple(shapes)
+    # FlatIO.forward(*flat) has one variadic parameter: its shapes go in one tuple
+    return (tuple(shapes),) if isinstance(module, FlatIO) else tuple(shapes)
 
 
 def frozen_axes(path: Path, contract: IOContract) -> list[str]:
@@ -108,10 +120,9 @@ def frozen_axes(path: Path, contract: IOContract) -> list[str]:
     found = []
     for kind, values in (("input", graph.input), ("output", graph.output)):
         for v in values:
-            try:
-                spec = contract.spec(v.name)
-            except KeyError:
+            if v.name not in contract.input_names + contract.output_names:
                 continue
+            spec = contract.spec(v.name)
             dims = v.type.tensor_type.shape.dim
             for axis, want in enumerate(spec.shape):
                 if isinstance(want, str) and axis < len(dims) and dims[axis].HasField("dim_value"):

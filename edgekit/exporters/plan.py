@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from edgekit.errors import InputError
+from edgekit.exporters.module_io import describe_module
 from edgekit.exporters.samples import Sample, real_samples
-from edgekit.iospec import IOContract, StatePair, TensorSpec, contract_for, head_for
+from edgekit.iospec import IOContract, contract_for, head_for
 from edgekit.models.flat import export_module
 
 # fp32 tolerances. Torch (oneDNN) and ONNX Runtime (MLAS) sum in different orders and fuse
@@ -24,7 +24,6 @@ from edgekit.models.flat import export_module
 # measure, and still catches real export bugs (a wrong GRU gate layout differs by ~1e-1).
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
 TOLERANCE = {"linear": (1e-3, 1e-4)}  # outputs in the hundreds: rtol carries the check
-EXPORT_BATCH, EXPORT_TIME = 2, 3  # >= 2 each, or torch.export specialises the axis
 
 
 @dataclass
@@ -74,53 +73,34 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
 
 def plan_from_module(
     module: torch.nn.Module,
-    example_inputs: tuple[torch.Tensor, ...],
+    example_inputs: Any,
     *,
-    input_names: list[str],
-    output_names: list[str],
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
     dynamic_axes: dict[str, dict[int, str]] | None = None,
     state_pairs: list[tuple[str, str]] | None = None,
+    axes: dict[str, dict[str, Any]] | None = None,
+    int_ranges: dict[str, tuple[int, int]] | None = None,
     task: str = "generic",
     labels: list[str] | None = None,
     vocab: list[str] | None = None,
     preprocess: dict[str, Any] | None = None,
 ) -> Plan:
-    """A user's module: its contract is read from one run on the example inputs."""
-    module = module.eval()
-    if len(example_inputs) != len(input_names):
-        raise InputError(f"{len(example_inputs)} example inputs but {len(input_names)} input names")
-    axes = dynamic_axes or {}
-    with torch.no_grad():
-        outs = module(*example_inputs)
-    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-    if len(outs) != len(output_names):
-        raise InputError(
-            f"the module returns {len(outs)} outputs but {len(output_names)} names were given"
-        )
-
-    def spec(name: str, t: torch.Tensor) -> TensorSpec:
-        dims = axes.get(name, {})
-        shape = tuple(dims.get(i, int(s)) for i, s in enumerate(t.shape))
-        return TensorSpec(name, str(t.detach().numpy().dtype), shape)
-
-    pairs = [StatePair(i, o) for i, o in (state_pairs or [])]
-    token = next(
-        (n for n, t in zip(input_names, example_inputs, strict=True) if t.dtype == torch.int64),
-        None,
-    )
-    contract = IOContract(
-        [spec(n, t) for n, t in zip(input_names, example_inputs, strict=True)],
-        [spec(n, t) for n, t in zip(output_names, outs, strict=True)],
-        pairs,
-        token if pairs else None,
-        len(vocab) if vocab else 0,
-    )
-    if pairs and not contract.vocab_size:
-        contract.vocab_size = (
-            int(max(int(t.max()) for t in example_inputs if t.dtype == torch.int64)) + 1
-        )
-    return Plan(
+    """A user's module: its contract is read from one run on the example inputs (module_io.py)."""
+    flat, contract = describe_module(
         module,
+        example_inputs,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        state_pairs=state_pairs,
+        axes=axes,
+        int_ranges=int_ranges,
+        vocab=vocab,
+        task=task,
+    )
+    return Plan(
+        flat,
         contract,
         {
             "task": task,
@@ -129,6 +109,7 @@ def plan_from_module(
             "labels": labels,
             "vocab": vocab,
             "preprocess": preprocess,
+            "token_input": contract.token_input,
             "source": {"module": type(module).__qualname__, "sha256": module_digest(module)},
         },
         [],

@@ -1,5 +1,6 @@
 """Prepare modules for the TorchScript exporter: hand-written recurrent loops become scripted
-loops, so they export as an ONNX Loop with a dynamic trip count."""
+loops, so they export as an ONNX Loop with a dynamic trip count (the zoo's cells always; a user's
+whole module with the `script` exporter)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,26 @@ def script_loops(module: nn.Module) -> tuple[nn.Module, bool]:
     # a module holding scripted parts (ours, or a user's own) must be traced before export
     scripted = any(isinstance(m, torch.jit.ScriptModule) for m in module.modules())
     return module, scripted
+
+
+def script_whole(module: nn.Module) -> tuple[nn.Module, bool]:
+    """A copy whose user module is compiled by torch.jit.script (inside edgekit's flat wrapper, which
+    stays traced). Raises ScriptError with torch's own reason when the module cannot be scripted."""
+    from edgekit.exporters.module_io import FlatIO
+
+    module = copy.deepcopy(module)
+    inner = module.module if isinstance(module, FlatIO) else module
+    try:
+        scripted = torch.jit.script(inner)
+    except Exception as exc:  # torch's compiler error names the line it could not compile
+        raise ScriptError(
+            f"torch.jit.script could not compile {type(inner).__name__}: {exc}"
+        ) from exc
+    if isinstance(module, FlatIO):
+        module.module = scripted
+        return module, True
+    return scripted, False
+
+
+class ScriptError(Exception):
+    """The module cannot be compiled by torch.jit.script."""

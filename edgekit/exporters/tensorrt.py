@@ -31,9 +31,9 @@ def profile_shapes(
     single-image latency are the hot paths TensorRT should pick kernels for."""
     if max_batch < 1 or max_seq < 1:
         raise InputError(f"--max-batch and --max-seq must be >= 1, got {max_batch}, {max_seq}")
-    lo = {"batch": 1, "time": 1}
-    opt = {"batch": min(opt_batch, max_batch), "time": min(opt_seq, max_seq)}
-    hi = {"batch": max_batch, "time": max_seq}
+    lo = contract.sizes(batch=1, time=1, at="min")
+    opt = contract.sizes(batch=min(opt_batch, max_batch), time=min(opt_seq, max_seq))
+    hi = contract.sizes(batch=max_batch, time=max_seq, at="large")
     return {t.name: (t.concrete(lo), t.concrete(opt), t.concrete(hi)) for t in contract.inputs}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgekit.errors import CheckFailed, InputError
-from edgekit.exporters.check import explain, parity_suite
+from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
 from edgekit.exporters.onnx import (
     DEFAULT_OPSET,
     EXPORTERS,
@@ -26,8 +26,6 @@ from edgekit.exporters.onnx import (
 from edgekit.exporters.plan import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
-    EXPORT_BATCH,
-    EXPORT_TIME,
     Plan,
     plan_from_checkpoint,
     plan_from_module,
@@ -35,7 +33,6 @@ from edgekit.exporters.plan import (
 from edgekit.files import atomic_directory, check_writable
 from edgekit.iospec import IOContract
 from edgekit.manifest import SCHEMA, SCHEMA_VERSION, write_manifest
-from edgekit.parity import error_line
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
 
@@ -61,13 +58,15 @@ def bundle_from_checkpoint(
 
 def export(
     module: torch.nn.Module,
-    example_inputs: tuple[torch.Tensor, ...],
+    example_inputs: Any,
     out: str | Path,
     *,
-    input_names: list[str],
-    output_names: list[str],
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
     dynamic_axes: dict[str, dict[int, str]] | None = None,
     state_pairs: list[tuple[str, str]] | None = None,
+    axes: dict[str, dict[str, Any]] | None = None,
+    int_ranges: dict[str, tuple[int, int]] | None = None,
     task: str = "generic",
     labels: list[str] | None = None,
     vocab: list[str] | None = None,
@@ -81,9 +80,13 @@ def export(
 ) -> tuple[Path, dict[str, Any]]:
     """Export any nn.Module to a validated bundle.
 
-    `dynamic_axes` names each dynamic axis per input/output ({"tokens": {0: "batch", 1: "time"}});
-    use "batch" and "time" so parity also runs at other batch sizes and lengths. A recurrent module
-    lists `state_pairs` [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output.
+    `example_inputs`: a tensor or a tuple of the module's positional arguments (each a tensor or a
+    pytree of tensors). Inputs and outputs are flattened to named tensors (`input_names`,
+    `output_names`, or their paths: `input.0`, `output.logits`, ...). `dynamic_axes` names each
+    dynamic axis per tensor ({"tokens": {0: "batch", 1: "time"}}); `axes` gives an axis its role,
+    minimum and export size ({"seq": {"role": "time", "min": 5}}); `int_ranges` the valid values of
+    an integer input ({"ids": (0, 1000)}). A recurrent module lists `state_pairs`
+    [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output.
     """
     plan = plan_from_module(
         module,
@@ -92,6 +95,8 @@ def export(
         output_names=output_names,
         dynamic_axes=dynamic_axes,
         state_pairs=state_pairs,
+        axes=axes,
+        int_ranges=int_ranges,
         task=task,
         labels=labels,
         vocab=vocab,
@@ -121,10 +126,8 @@ def write_bundle(
         raise InputError(f"{out} already exists; pass --force to replace it")
     check_writable(out)
     reference = TorchBackend(plan.module, plan.contract)
-    example = tuple(
-        torch.from_numpy(v)
-        for v in plan.contract.example(EXPORT_BATCH, EXPORT_TIME, np.random.default_rng(0)).values()
-    )
+    traced = plan.contract.feeds(plan.contract.sizes(), np.random.default_rng(0))
+    example = tuple(torch.from_numpy(v) for v in traced.values())
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -133,15 +136,13 @@ def write_bundle(
         for name in candidates:
             try:
                 warned = onnx_from_module(plan.module, example, plan.contract, graph, name, opset)
+                candidate = OrtBackend(graph, plan.contract)
             except Exception as exc:  # an exporter's own failure is a finding, reported per attempt
-                msg = error_line(exc)
-                attempts.append({"exporter": name, "passed": False, "error": msg})
-                failures.append(f"[{name}] export failed: {msg}")
+                attempts.append({"exporter": name, "passed": False, "error": full_reason(exc)})
+                failures.append(f"[{name}] {failure_kind(exc)}: {full_reason(exc)}")
                 continue
             frozen = frozen_axes(graph, plan.contract)
-            report = parity_suite(
-                reference, OrtBackend(graph, plan.contract), plan, atol, rtol, steps
-            )
+            report = parity_suite(reference, candidate, plan, atol, rtol, steps)
             passed = report.passed and not frozen
             attempts.append(
                 {
@@ -156,7 +157,14 @@ def write_bundle(
                 break
             failures.append(explain(name, report, frozen))
         else:
-            raise CheckFailed("export failed parity; no bundle written\n" + "\n\n".join(failures))
+            tried = [a["exporter"] for a in attempts]
+            ran = any("parity_failures" in a for a in attempts)
+            raise CheckFailed(
+                f"export failed{' parity' if ran else ''}; no bundle written\n"
+                + "\n\n".join(failures)
+                + "\n\n"
+                + advice(attempts, tried, plan.contract, plan.module)
+            )
         chosen = attempts[-1]["exporter"]
         import edgekit
 
@@ -194,7 +202,12 @@ def _candidates(exporter: str, contract: IOContract) -> list[str]:
         return [exporter]
     # Recurrent graphs: the TorchScript exporter keeps nn.LSTM/GRU/RNN as ONNX ops and scripted
     # loops as ONNX Loop, all with dynamic time; torch.export specialises python loops over time.
-    return ["torchscript", "dynamo"] if contract.state else ["dynamo", "torchscript"]
+    # `script` comes last: it compiles the whole user module, which not every module allows.
+    return (
+        ["torchscript", "dynamo", "script"]
+        if contract.state
+        else ["dynamo", "torchscript", "script"]
+    )
 
 
 def _versions() -> dict[str, str]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.text_input import TextInput
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class _Task:
         self.manifest = manifest
         self.input = backend.contract.inputs[0]
         self.output = backend.contract.outputs[0].name
+        integer = any(np.issubdtype(np.dtype(t.dtype), np.integer) for t in backend.contract.inputs)
+        self.text = TextInput(backend.contract, manifest.get("vocab")) if integer else None
 
     @property
     def device(self) -> str:
@@ -60,6 +63,9 @@ class _Task:
             raise InputError(f"cannot read image: {exc}") from None
 
     def raw(self, x: Any) -> np.ndarray:
+        """The model's first output for `x`: images, feature rows, or (token models) texts or ids."""
+        if self.text is not None:
+            return self.text.run(self.backend, x, self.output)
         return self.backend.run({self.input.name: self.prepare(x)})[self.output]
 
 

@@ -22,7 +22,7 @@ def engine_filename(gpu: str, trt_version: str, fp16: bool) -> str:
 
 def plan_buffers(contract: IOContract, max_batch: int, max_seq: int) -> dict[str, int]:
     """Bytes per input/output at the profile's largest shapes: device buffers are allocated once."""
-    sizes = {"batch": max_batch, "time": max_seq}
+    sizes = contract.sizes(batch=max_batch, time=max_seq, at="large")
     return {
         t.name: int(np.prod(t.concrete(sizes))) * np.dtype(t.dtype).itemsize
         for t in contract.inputs + contract.outputs

@@ -88,6 +88,11 @@ class Generator:
     def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
         self.backend = backend
         self.manifest = manifest
+        if not manifest.get("vocab"):
+            raise InputError(
+                "this generation bundle has no vocabulary, so text cannot be encoded; export it "
+                "with vocab=[...] (the token of each id), or run it with .backend"
+            )
         self.vocab: list[str] = list(manifest["vocab"])
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
 

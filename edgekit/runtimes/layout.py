@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract, TensorSpec
-
-BATCH, TIME = "batch", "time"
+from edgekit.iospec import BATCH, TIME, IOContract, TensorSpec
 
 
-def _axis(spec: TensorSpec, dim: str) -> int:
+def _axis(spec: TensorSpec, dim: str, role: str) -> int:
     if dim not in spec.shape:
-        raise InputError(f"{spec.name} has no {dim!r} axis: its shape is {list(spec.shape)}")
+        raise InputError(
+            f"{spec.name} has no {role} axis ({dim!r}): its shape is {list(spec.shape)}; a "
+            f"recurrent bundle needs the {role} axis on its tokens, logits and state"
+        )
     return spec.shape.index(dim)
 
 
@@ -37,48 +38,65 @@ class StateSlot:
     output: str  # e.g. "state_out.h"
     spec: TensorSpec  # the input's spec, e.g. (L, "batch", H)
     batch_axis: int
+    sizes: tuple[tuple[str, int], ...]  # every other symbolic dim at its export size
 
     def shape(self, batch: int) -> tuple[int, ...]:
-        return self.spec.concrete({BATCH: batch})
+        return self.spec.concrete(
+            {**dict(self.sizes), str(self.spec.shape[self.batch_axis]): batch}
+        )
 
 
 @dataclass(frozen=True)
 class Layout:
     tokens: TensorSpec  # the int64 token input
     token_axes: tuple[int, int]  # (batch axis, time axis) of the tokens
-    logits: TensorSpec  # the first output: next-token scores, the vocabulary last
+    logits: TensorSpec  # the first output that is not state: next-token scores, vocabulary last
     logits_axes: tuple[int, int]  # (batch axis, time axis) of the logits
     state: tuple[StateSlot, ...]
+    dims: tuple[str, str]  # the names of the batch and time axes, e.g. ("batch", "time")
+    sizes: tuple[tuple[str, int], ...]  # every symbolic dim at its export size
 
     @classmethod
     def of(cls, contract: IOContract) -> Layout:
         if not contract.state or contract.token_input is None:
             raise InputError("stepping needs a recurrent bundle (state inputs and a token input)")
-        tokens = contract.spec(contract.token_input)
-        logits = contract.outputs[0]
-        slots = tuple(
-            StateSlot(
-                p.input, p.output, contract.spec(p.input), _axis(contract.spec(p.input), BATCH)
+        batch, time = contract.role_axis(BATCH), contract.role_axis(TIME)
+        if batch is None or time is None:
+            raise InputError(
+                "a recurrent bundle needs one axis with the role batch and one with the role time; "
+                f"its axes are {sorted(contract.axes)}"
             )
+        sizes = tuple(contract.sizes().items())
+        tokens = contract.spec(contract.token_input)
+        state_outputs = {p.output for p in contract.state}
+        logits = next(t for t in contract.outputs if t.name not in state_outputs)
+        slots = tuple(
+            StateSlot(p.input, p.output, spec, _axis(spec, batch, BATCH), sizes)
             for p in contract.state
+            for spec in [contract.spec(p.input)]
         )
         return cls(
             tokens,
-            (_axis(tokens, BATCH), _axis(tokens, TIME)),
+            (_axis(tokens, batch, BATCH), _axis(tokens, time, TIME)),
             logits,
-            (_axis(logits, BATCH), _axis(logits, TIME)),
+            (_axis(logits, batch, BATCH), _axis(logits, time, TIME)),
             slots,
+            (batch, time),
+            sizes,
         )
+
+    def _sizes(self, batch: int, time: int) -> dict[str, int]:
+        return {**dict(self.sizes), self.dims[0]: batch, self.dims[1]: time}
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return [(s.input, s.output) for s in self.state]
 
     def token_shape(self, batch: int, time: int) -> tuple[int, ...]:
-        return self.tokens.concrete({BATCH: batch, TIME: time})
+        return self.tokens.concrete(self._sizes(batch, time))
 
     def logits_shape(self, batch: int, time: int) -> tuple[int, ...]:
-        return self.logits.concrete({BATCH: batch, TIME: time})
+        return self.logits.concrete(self._sizes(batch, time))
 
     def token_feed(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) token ids -> the graph's token layout (contiguous int64)."""

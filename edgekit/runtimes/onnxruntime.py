@@ -82,7 +82,7 @@ def provider_list(
 def session_options(threads: int | None = None, optimized_model: Path | None = None) -> Any:
     so = ort().SessionOptions()
     so.graph_optimization_level = ort().GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3  # errors only: shape-inference notes are not the user's business
+    so.log_severity_level = 4  # fatal only: a failed run raises with the same message, once
     if threads is not None:
         if threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")

@@ -65,9 +65,13 @@ class TrtBackend(Backend):
         return cls(Path(bundle) / record["file"], IOContract.from_manifest(manifest), record)
 
     def _check_limits(self, feeds: Mapping[str, np.ndarray]) -> None:
+        limits = {
+            self.contract.role_axis("batch"): self.max_batch,
+            self.contract.role_axis("time"): self.max_seq,
+        }
         for t in self.contract.inputs:
             for axis, dim in enumerate(t.shape):
-                limit = {"batch": self.max_batch, "time": self.max_seq}.get(str(dim))
+                limit = limits.get(str(dim))
                 if limit is not None and feeds[t.name].shape[axis] > limit:
                     raise InputError(
                         f"{t.name} axis {axis} ({dim}) is {feeds[t.name].shape[axis]}, above "

@@ -1,0 +1,233 @@
+"""The I/O description of a user's module, read from one run on its example inputs.
+
+Inputs and outputs may be any pytree of tensors (tensors, tuples, lists, nested tuples, dicts). They
+are flattened depth-first, dict entries in insertion order, to named tensors: a leaf's default name
+is its path, e.g. `input.0`, `input.1.h`, `output`, `output.logits`, `output.1.0`; names given by the
+user replace these one for one. `FlatIO` wraps the module so the exporters and the torch reference
+see flat tensors in and a flat tuple out.
+
+Each dynamic axis has any name; its role (batch or time) comes from the names "batch" and "time" or
+from `axes={"seq": {"role": "time", "min": 5}}`. Integer inputs get their valid range from `int_ranges`,
+from `vocab` (the token input), from the nn.Embedding they feed, or else from the example's values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from edgekit.errors import InputError
+from edgekit.iospec import Axis, IOContract, StatePair, TensorSpec, with_range
+
+TASKS = ("generic", "classify", "regress", "generate")
+
+
+class FlatIO(nn.Module):
+    """`module` seen as flat tensors in, a flat tuple of tensors out."""
+
+    def __init__(self, module: nn.Module, in_spec: Any) -> None:
+        super().__init__()
+        self.module = module
+        self.in_spec = in_spec
+
+    def forward(self, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args = pytree.tree_unflatten(list(flat), self.in_spec)
+        return tuple(pytree.tree_leaves(self.module(*args)))
+
+
+def _path_name(root: str, path: Sequence[Any]) -> str:
+    keys = []
+    for key in path:
+        for attr in ("idx", "key", "name"):
+            if hasattr(key, attr):
+                keys.append(str(getattr(key, attr)))
+                break
+    return ".".join([root, *keys])
+
+
+def _flatten(tree: Any, root: str, what: str) -> tuple[list[str], list[torch.Tensor], Any]:
+    """(default names, tensors, spec) of a pytree; a leaf that is not a tensor is bad input."""
+    leaves, spec = pytree.tree_flatten_with_path(tree)
+    names = [_path_name(root, path) for path, _ in leaves]
+    for name, (_, leaf) in zip(names, leaves, strict=True):
+        if not isinstance(leaf, torch.Tensor):
+            raise InputError(f"{what} {name} is a {type(leaf).__name__}, not a tensor")
+    if not leaves:
+        raise InputError(f"the module's {what}s contain no tensor")
+    return names, [leaf for _, leaf in leaves], spec
+
+
+def _names(given: Sequence[str] | None, default: list[str], what: str) -> list[str]:
+    if given is None:
+        return default
+    given = list(given)
+    if len(given) != len(default):
+        raise InputError(
+            f"{len(given)} {what} names for {len(default)} {what}s (flattened, in this order: "
+            f"{', '.join(default)})"
+        )
+    if len(set(given)) != len(given):
+        raise InputError(f"{what} names must be unique, got {given}")
+    return given
+
+
+def _embedding_ranges(
+    module: nn.Module, args: tuple[Any, ...], inputs: dict[str, torch.Tensor]
+) -> tuple[dict[str, tuple[int, int]], Any]:
+    """Run the module once; for every integer input that feeds an nn.Embedding, its valid range."""
+    seen: list[tuple[torch.Tensor, int]] = []
+
+    def hook(embedding: nn.Module, hook_args: tuple[Any, ...]) -> None:
+        if hook_args and isinstance(hook_args[0], torch.Tensor):
+            seen.append((hook_args[0], int(embedding.num_embeddings)))  # type: ignore[arg-type]
+
+    handles = [
+        m.register_forward_pre_hook(hook) for m in module.modules() if isinstance(m, nn.Embedding)
+    ]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the module's own warnings are not our finding here
+            outputs = module(*args)
+    finally:
+        for h in handles:
+            h.remove()
+    ranges = {}
+    for name, tensor in inputs.items():
+        if tensor.dtype.is_floating_point:
+            continue
+        for fed, count in seen:  # the same storage: the input itself, a view or a transpose
+            if fed.data_ptr() == tensor.data_ptr() and fed.numel() == tensor.numel():
+                ranges[name] = (0, count)
+    return ranges, outputs
+
+
+def _shape(
+    name: str, tensor: torch.Tensor, dims: Mapping[Any, str], sizes: dict[str, tuple[int, str]]
+) -> tuple[int | str, ...]:
+    shape: list[int | str] = [int(s) for s in tensor.shape]
+    for axis, dim in dims.items():
+        if not isinstance(axis, int) or not -len(shape) <= axis < len(shape):
+            raise InputError(
+                f"dynamic_axes[{name!r}]: axis {axis!r} is not an axis of shape {list(tensor.shape)}"
+            )
+        if not isinstance(dim, str) or not dim:
+            raise InputError(f"dynamic_axes[{name!r}][{axis}]: axis names are strings, got {dim!r}")
+        size = int(tensor.shape[axis])
+        first = sizes.setdefault(dim, (size, name))
+        if first[0] != size:
+            raise InputError(
+                f"axis {dim!r} is {size} in {name} but {first[0]} in {first[1]}: one name, one size"
+            )
+        shape[axis] = dim
+    return tuple(shape)
+
+
+def describe_module(
+    module: nn.Module,
+    example_inputs: Any,
+    *,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    state_pairs: Sequence[tuple[str, str]] | None = None,
+    axes: Mapping[str, Mapping[str, Any]] | None = None,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
+    vocab: Sequence[str] | None = None,
+    task: str = "generic",
+) -> tuple[FlatIO, IOContract]:
+    """The flat module to export and its I/O contract; every mistake is one InputError."""
+    if not isinstance(module, nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    in_default, in_tensors, in_spec = _flatten(args, "input", "input")
+    in_names = _names(input_names, in_default, "input")
+    inputs = dict(zip(in_names, in_tensors, strict=True))
+    module = module.eval()
+    try:
+        ranges, outputs = _embedding_ranges(module, args, inputs)
+    except Exception as exc:  # the user's forward failed on their own example
+        raise InputError(
+            f"the module failed on the example inputs: {type(exc).__name__}: {exc}"
+        ) from None
+    out_default, out_tensors, _ = _flatten(outputs, "output", "output")
+    out_names = _names(output_names, out_default, "output")
+    outs = dict(zip(out_names, out_tensors, strict=True))
+
+    dynamic = dict(dynamic_axes or {})
+    unknown = [n for n in dynamic if n not in inputs and n not in outs]
+    if unknown:
+        raise InputError(
+            f"dynamic_axes names {unknown}, which are neither inputs {in_names} nor outputs {out_names}"
+        )
+    sizes: dict[str, tuple[int, str]] = {}
+    in_specs = [
+        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes)) for n, t in inputs.items()
+    ]
+    out_specs = [
+        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes)) for n, t in outs.items()
+    ]
+
+    declared = dict(axes or {})
+    undeclared = [d for d in declared if d not in sizes]
+    if undeclared:
+        raise InputError(
+            f"axes {undeclared} are not dynamic axes of any input or output (those are {sorted(sizes)})"
+        )
+    axis_specs = {}
+    for dim, (size, _) in sizes.items():
+        extra = dict(declared.get(dim, {}))
+        if not isinstance(extra, Mapping):
+            raise InputError(f"axes[{dim!r}] must be a dict such as {{'role': 'time', 'min': 5}}")
+        if "example" not in extra and size >= max(2, int(extra.get("min", 1))):
+            extra["example"] = size  # trace at the user's own size, where it is usable
+        axis_specs[dim] = Axis.named(dim, **extra)
+
+    pairs = [StatePair(i, o) for i, o in (state_pairs or [])]
+    for p in pairs:
+        if p.input not in inputs or p.output not in outs:
+            raise InputError(
+                f"state pair ({p.input!r}, {p.output!r}): the first must be an input {in_names}, "
+                f"the second an output {out_names}"
+            )
+        if inputs[p.input].shape != outs[p.output].shape:
+            raise InputError(
+                f"state pair {p.input} -> {p.output}: shapes {list(inputs[p.input].shape)} and "
+                f"{list(outs[p.output].shape)} differ; the output must feed the next call's input"
+            )
+    state_inputs = {p.input for p in pairs}
+    ints = [s.name for s in in_specs if s.dtype.startswith(("int", "uint"))]
+    token = next((n for n in ints if n not in state_inputs), None) if pairs else None
+    if pairs and token is None:
+        raise InputError("a recurrent module (state_pairs) needs an integer token input")
+    if task == "generate" and not pairs:
+        raise InputError("task 'generate' needs state_pairs: the recurrent state's input/output")
+
+    given_ranges = dict(int_ranges or {})
+    bad = [n for n in given_ranges if n not in ints]
+    if bad:
+        raise InputError(f"int_ranges {bad}: not integer inputs (those are {ints})")
+    for n in ints:
+        if n not in given_ranges and n == token and vocab:
+            given_ranges[n] = (0, len(vocab))
+        elif n not in given_ranges and n in ranges:
+            given_ranges[n] = ranges[n]
+        elif n not in given_ranges:  # nothing says: the example's own values
+            t = inputs[n]
+            given_ranges[n] = (min(0, int(t.min())), max(int(t.max()) + 1, 2))
+    in_specs = [
+        with_range(s, *given_ranges[s.name]) if s.name in given_ranges else s for s in in_specs
+    ]
+    vocab_size = len(vocab) if vocab else (given_ranges[token][1] if token else 0)
+    contract = IOContract(in_specs, out_specs, pairs, token, vocab_size, axis_specs)
+    return FlatIO(module, in_spec), contract
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.detach().cpu().numpy().dtype) if t.dtype != torch.bfloat16 else "float32"
