@@ -104,6 +104,13 @@ def test_time_major_lstm_with_nested_state(tmp_path: Path) -> None:
     z = torch.zeros(1, 1, m.H)
     check_generation(bundle, module, step, (z, z))
 
+    from edgekit.bench.core import run_bench
+    from edgekit.bench.runner import Budget
+
+    doc = run_bench(bundle, ["ort-cpu"], [1, 3], Budget(warmup=1, iters=10, rounds=1), None, False)
+    cases = {r["case"] for r in doc["results"]}
+    assert {"step bound B=3", "step host B=3", "prefill T=128"} <= cases
+
 
 def test_gru_with_dict_output(tmp_path: Path) -> None:
     torch.manual_seed(2)
@@ -370,3 +377,115 @@ def test_mistakes_in_the_description_are_one_clear_error(
                        **(base | kwargs))  # fmt: skip
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "b").exists()
+
+
+# --- from the command line -------------------------------------------------------------------------
+
+FACTORY = """
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8, padding_idx=0)
+        self.rnn = nn.GRU(8, 8, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, ids):
+        y, _ = self.rnn(self.embed(ids))
+        return self.head(y.mean(1))
+
+
+def make():
+    torch.manual_seed(0)
+    return {
+        "module": Tagger(),
+        "example_inputs": torch.tensor([[3, 4, 5], [6, 7, 8]]),
+        "input_names": ["ids"],
+        "output_names": ["logits"],
+        "dynamic_axes": {"ids": {0: "batch", 1: "time"}, "logits": {0: "batch"}},
+        "task": "classify",
+        "labels": ["ham", "spam"],
+        "vocab": ["<pad>", "<unk>"] + [f"w{i}" for i in range(48)],
+    }
+"""
+
+
+def _cli(*args: Any) -> Any:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_export_a_module_from_the_command_line_and_classify_text(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    source = tmp_path / "mine.py"
+    source.write_text(FACTORY)
+    out = tmp_path / "bundle"
+    done = _cli("export", "--module", f"{source}:make", "--out", out)
+    assert done.exit_code == 0, done.output
+    assert "exporter: dynamo" in done.output and f"bundle: {out}" in done.output
+
+    # --weights: a differently seeded copy of the weights decides the answers
+    namespace: dict[str, Any] = {}
+    exec(compile(FACTORY, str(source), "exec"), namespace)
+    torch.manual_seed(123)
+    other = namespace["Tagger"]().eval()
+    save_file(other.state_dict(), str(tmp_path / "w.safetensors"))
+    weighted = tmp_path / "weighted"
+    done = _cli("export", "--module", f"{source}:make", "--weights", tmp_path / "w.safetensors",
+                "--out", weighted)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    ids = torch.tensor([[2 + int(w[1:]) for w in ["w1", "w7", "w3"]]])
+    with torch.no_grad():
+        want = _softmax(other(ids).numpy())[0]
+    result = _cli(
+        "classify", weighted, "--text", "w1 w7 w3", "--text", "w2", "--top-k", 2, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["text"]: dict(r["top_k"]) for r in __import__("json").loads(result.stdout)}
+    assert rows["w1 w7 w3"]["spam"] == pytest.approx(float(want[1]), abs=1e-5)
+    assert set(rows) == {"w1 w7 w3", "w2"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--module", "nofile.py:make"], "is not a Python file"),
+        (["--module", "{src}"], "takes FILE.py:FACTORY"),
+        (
+            ["--module", "{src}:build"],
+            "defines no function 'build' (it defines: ['Tagger', 'make'])",
+        ),
+        (["--module", "{src}:make", "--weights", "{tmp}/nope.safetensors"], "--weights not found"),
+        (["--module", "{src}:make", "--weights", "{src}"], "is not a safetensors file"),
+        (["--weights", "{src}", "{tmp}"], "--weights goes with --module"),
+        ([], "give a checkpoint directory or --module"),
+    ],
+)
+def test_module_export_mistakes_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    source = tmp_path / "mine.py"
+    source.write_text(FACTORY)
+    filled = [a.format(src=source, tmp=tmp_path) for a in args]
+    result = _cli("export", *filled, "--out", tmp_path / "b")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert message in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_module_that_fails_at_the_minimum_size_says_to_declare_it(tmp_path: Path) -> None:
+    """Undeclared, the conv net's length axis is checked at 1, where torch itself fails."""
+    with pytest.raises(InputError) as info:
+        edgekit.export(
+            m.AudioConvNet(), torch.randn(2, 1, 16), tmp_path / "b",
+            dynamic_axes={"input.0": {0: "batch", 2: "samples"}, "output": {0: "batch"}},
+        )  # fmt: skip
+    message = str(info.value)
+    assert "the module itself fails at samples=1" in message
+    assert "axes={'samples': {'min': N}}" in message

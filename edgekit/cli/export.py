@@ -26,7 +26,20 @@ class Exporter(str, Enum):
 @app.command()
 @user_errors
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint directory (from edgekit train)")],
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="a checkpoint directory (from edgekit train)")
+    ] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(
+            "--module",
+            help="your own module: FILE.py:FACTORY, a function returning a dict with module, "
+            "example_inputs and the I/O description (instead of a checkpoint)",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="--module: a safetensors state dict to load first")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="bundle directory (default bundles/NAME)")
     ] = None,
@@ -52,9 +65,12 @@ def export(
     max_batch: Annotated[int, typer.Option(help="TensorRT: largest batch in the profile")] = 32,
     max_seq: Annotated[int, typer.Option(help="TensorRT: longest time axis in the profile")] = 512,
 ) -> None:
-    """Export a checkpoint to an ONNX bundle, proving parity with PyTorch first."""
+    """Export a checkpoint (or your own module) to an ONNX bundle, proving parity with PyTorch first."""
     _require_steps(steps)
-    from edgekit.exporters import bundle_from_checkpoint
+    if (checkpoint is None) == (module is None):
+        fail("give a checkpoint directory or --module FILE.py:FACTORY (one of them)", 2)
+    if weights is not None and module is None:
+        fail("--weights goes with --module (a checkpoint carries its own weights)", 2)
 
     if tensorrt:  # fail before the export, not after it
         from edgekit._optional import require
@@ -63,10 +79,23 @@ def export(
         require("tensorrt", "--tensorrt")
         cudart()
 
-    target = out or Path("bundles") / checkpoint.resolve().name
-    path, manifest = bundle_from_checkpoint(
-        checkpoint, target, exporter.value, opset, atol, rtol, force, steps
-    )
+    if module is not None:
+        from edgekit.exporters.plan import DEFAULT_ATOL, DEFAULT_RTOL
+        from edgekit.exporters.user_module import plan_from_factory
+        from edgekit.exporters.write import write_bundle
+
+        target = out or Path("bundles") / module.rpartition(":")[2]
+        plan = plan_from_factory(module, weights)
+        tolerance = (DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol)
+        path, manifest = write_bundle(plan, target, exporter.value, opset, *tolerance, force, steps)
+    else:
+        from edgekit.exporters import bundle_from_checkpoint
+
+        assert checkpoint is not None
+        target = out or Path("bundles") / checkpoint.resolve().name
+        path, manifest = bundle_from_checkpoint(
+            checkpoint, target, exporter.value, opset, atol, rtol, force, steps
+        )
     if as_json:
         print_json(manifest)
         return

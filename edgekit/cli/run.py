@@ -15,22 +15,37 @@ from edgekit.errors import InputError
 @user_errors
 def classify(
     bundle: Annotated[Path, typer.Argument(help="a classification bundle")],
-    images: Annotated[list[Path], typer.Argument(help="image files")],
-    top_k: Annotated[int, typer.Option(help="labels to show per image")] = 1,
+    images: Annotated[list[Path] | None, typer.Argument(help="image files")] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="text to classify (token-input bundles; repeat for several)"),
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="labels to show per input")] = 1,
     device: DeviceOption = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Classify image files with a bundle (torch-free). An unreadable file gets its own error line,
-    the rest are still classified, and the exit code is then 2."""
+    """Classify image files, or text with --text, with a bundle (torch-free). An unreadable file
+    gets its own error line, the rest are still classified, and the exit code is then 2."""
     import numpy as np
 
     model = load_bundle(bundle, device)
-    if model.task != "classify" or not model.manifest.get("preprocess"):
+    if model.task != "classify":
+        fail(
+            f"{bundle} is a {model.task} bundle; classify needs an image classifier (or a text "
+            "classifier, with --text)",
+            2,
+        )
+    if text is not None or getattr(model, "text", None) is not None:
+        _classify_text(model, bundle, text, images, top_k, as_json)
+        return
+    if not model.manifest.get("preprocess"):
         fail(
             f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
             "image classifier",
             2,
         )
+    if not images:
+        fail("no images given: pass image files (or --text for a text classifier)", 2)
     # Each unreadable file gets its own error line; the readable ones are still classified.
     readable, batches, unreadable = [], [], 0
     for path in images:
@@ -62,6 +77,32 @@ def classify(
             typer.echo(f"{path}: {ranked}")
     if unreadable:
         raise typer.Exit(2)
+
+
+def _classify_text(
+    model: Any,
+    bundle: Path,
+    texts: list[str] | None,
+    images: list[Path] | None,
+    top_k: int,
+    as_json: bool,
+) -> None:
+    if getattr(model, "text", None) is None:
+        fail(f"{bundle} classifies images, not text; pass image files", 2)
+    if images or not texts:
+        fail(f"{bundle} classifies text: pass --text TEXT (not files)", 2)
+    predictions = model.predict(texts, top_k=top_k)
+    if as_json:
+        print_json(
+            [
+                {"text": t, "label": r.label, "score": r.score, "top_k": r.top_k}
+                for t, r in zip(texts, predictions, strict=True)
+            ]
+        )
+        return
+    for t, r in zip(texts, predictions, strict=True):
+        ranked = ", ".join(f"{label} {score:.3f}" for label, score in r.top_k)
+        typer.echo(f"{t}: {ranked}")
 
 
 @app.command()
