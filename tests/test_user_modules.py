@@ -364,6 +364,14 @@ def test_an_untraceable_module_fails_with_every_exporters_reason(tmp_path: Path)
         ({"int_ranges": {"h": (0, 3)}}, "not integer inputs"),
         ({"task": "translate"}, "unknown task 'translate'"),
         ({"dynamic_axes": {"tokens": {5: "batch"}}}, "axis 5 is not an axis of shape [2, 3]"),
+        (
+            {
+                "dynamic_axes": {"tokens": {0: "batch", 1: "sequence"}},
+                "state_pairs": [("h", "output.1"), ("c", "output.2")],
+            },
+            "needs a time axis on its tokens, logits and state; "
+            "declare it: axes={'sequence': {'role': 'time'}}",
+        ),
     ],
 )
 def test_mistakes_in_the_description_are_one_clear_error(

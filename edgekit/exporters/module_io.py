@@ -226,6 +226,14 @@ def describe_module(
     ]
     vocab_size = len(vocab) if vocab else (given_ranges[token][1] if token else 0)
     contract = IOContract(in_specs, out_specs, pairs, token, vocab_size, axis_specs)
+    for role in ("batch", "time") if pairs else ():
+        if contract.role_axis(role) is None:
+            names = sorted(d for d in axis_specs if axis_specs[d].role is None)
+            hint = f"axes={{{names[0]!r}: {{'role': {role!r}}}}}" if names else f"a {role!r} axis"
+            raise InputError(
+                f"a recurrent module needs a {role} axis on its tokens, logits and state; "
+                f"declare it: {hint}"
+            )
     return FlatIO(module, in_spec), contract
 
 
