@@ -1,4 +1,4 @@
-"""An environment with only `edgekit-ml[cpu]` (no torch) runs classify, predict and generate.
+"""An environment with only the runtime extras (no torch) runs classify, predict, generate and check.
 
 It builds a real virtual environment from this checkout (pip, from the package index): ~15 s on 2 cores.
 """
@@ -38,6 +38,7 @@ def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_pa
         ["classify", str(b["cnn"]), str(tmp_path / "x.png")],
         ["predict", str(b["linear"]), "25,3"],
         ["generate", str(b["charlm"]), "--max-new-tokens", "10", "--seed", "1"],
+        *(["check", str(b[m])] for m in ("cnn", "linear", "charlm")),  # golden records, no torch
     ):
         out = subprocess.run([ek, *args], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr

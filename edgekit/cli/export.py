@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.cli.app import app, fail, print_json, user_errors
+from edgekit.cli.app import DeviceOption, app, fail, load_bundle, print_json, user_errors
 
 
 def _require_steps(steps: int) -> None:
@@ -169,11 +169,26 @@ def verify(
     _require_steps(steps)
     from edgekit.exporters.verify import verify_bundle
 
-    report = verify_bundle(bundle, checkpoint, steps)
+    _print_verdict("verify", bundle, verify_bundle(bundle, checkpoint, steps), as_json)
+
+
+def _print_verdict(command: str, bundle: Path, report: Any, as_json: bool) -> None:
     if as_json:
         print_json(report.to_dict())
     else:
         typer.echo(report.table())
-        typer.echo(f"verify: {'PASS' if report.passed else 'FAIL'} ({bundle})")
+        typer.echo(f"{command}: {'PASS' if report.passed else 'FAIL'} ({bundle})")
     if not report.passed:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def check(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    device: DeviceOption = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Replay the bundle's golden records on a device, torch-free; exit 0 or 1."""
+    model = load_bundle(bundle, device)
+    _print_verdict("check", bundle, model.check(), as_json)

@@ -7,7 +7,6 @@ models, over a greedy rollout. The same suite serves export and `edgekit verify`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from edgekit.errors import InputError
 from edgekit.exporters.onnx import EXPORTERS
 from edgekit.exporters.plan import Plan
 from edgekit.iospec import BATCH, TIME, IOContract
-from edgekit.parity import ParityReport, compare_case, error_line, rollout
+from edgekit.parity import ParityReport, compare_case, error_line, recorded, rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.layout import Layout
 
@@ -56,7 +55,7 @@ def parity_suite(
         except Exception as exc:  # torch itself cannot run these sizes: the description is wrong
             raise reference_failure(reference, contract, at, exc) from None
         report.cases.append(
-            compare_case(label, feeds, _replay(expected), candidate.run, atol, rtol)
+            compare_case(label, feeds, recorded(expected), candidate.run, atol, rtol)
         )
     for label, feeds in plan.real:
         b = next(iter(feeds.values())).shape[0]
@@ -69,16 +68,11 @@ def parity_suite(
             if plan.real
             else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
         )
-        report.rollout = rollout(reference.run, candidate.run, prompt, layout, steps, atol)
+        report.rollout = rollout(reference.run, candidate.run, prompt, layout, steps, atol, rtol)
     return report
 
 
 MAX_REASON_LINES = 40  # tracer errors can append a whole graph dump; the reason comes first
-
-
-def _replay(outputs: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, np.ndarray]]:
-    """A reference that answers with outputs it already computed."""
-    return lambda _feeds: outputs
 
 
 def reference_failure(

@@ -237,5 +237,13 @@ def describe_module(
     return FlatIO(module, in_spec), contract
 
 
+def input_tree(manifest: Mapping[str, Any], contract: IOContract) -> Any:
+    """The pytree structure of a user module's inputs, as recorded at export (flat if absent)."""
+    recorded = manifest.get("input_tree")
+    if recorded:
+        return pytree.treespec_loads(recorded)
+    return pytree.tree_flatten(tuple(range(len(contract.inputs))))[1]
+
+
 def _dtype(t: torch.Tensor) -> str:
     return str(t.detach().cpu().numpy().dtype) if t.dtype != torch.bfloat16 else "float32"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
 from edgekit.exporters.module_io import describe_module
 from edgekit.exporters.samples import Sample, real_samples
@@ -110,6 +111,7 @@ def plan_from_module(
             "vocab": vocab,
             "preprocess": preprocess,
             "token_input": contract.token_input,
+            "input_tree": pytree.treespec_dumps(flat.in_spec),
             "source": {"module": type(module).__qualname__, "sha256": module_digest(module)},
         },
         [],

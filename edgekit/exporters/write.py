@@ -15,6 +15,7 @@ import torch
 
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
+from edgekit.exporters.golden import write_golden
 from edgekit.exporters.onnx import (
     DEFAULT_OPSET,
     EXPORTERS,
@@ -166,6 +167,7 @@ def write_bundle(
                 + advice(attempts, tried, plan.contract, plan.module)
             )
         chosen = attempts[-1]["exporter"]
+        golden = write_golden(tmp, plan, reference, steps)
         import edgekit
 
         finalize_graph(
@@ -190,6 +192,7 @@ def write_bundle(
             },
             "tolerance": {"atol": atol, "rtol": rtol},
             "parity": {**report.to_dict(), "real_data_note": plan.real_note},
+            "golden": golden,
             "versions": _versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.text_input import TextInput
 
 
@@ -21,7 +22,7 @@ class Prediction:
     top_k: list[tuple[str, float]]  # the k most likely labels, best first
 
 
-class _Task:
+class _Task(SelfCheck):
     def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
         self.backend = backend
         self.manifest = manifest

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.sampling import check_sampling, sample
 
 
@@ -82,7 +83,7 @@ class GenerationSession:
         self._ready = False
 
 
-class Generator:
+class Generator(SelfCheck):
     task = "generate"
 
     def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:

@@ -10,11 +10,12 @@ from edgekit.errors import InputError
 from edgekit.manifest import read_manifest
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.golden import SelfCheck
 
 log = logging.getLogger(__name__)
 
 
-class Model:
+class Model(SelfCheck):
     """A bundle exported from a user's module with no known task: run named feeds."""
 
     task = "generic"
@@ -56,7 +57,9 @@ def load(
     if device == "auto":
         log.info("device auto -> %s", backend.device)
     tasks: dict[str, Any] = {"classify": Classifier, "regress": Regressor, "generate": Generator}
-    return tasks.get(manifest["task"], Model)(backend, manifest)
+    model = tasks.get(manifest["task"], Model)(backend, manifest)
+    model.bundle = bundle  # check() replays the bundle's golden records
+    return model
 
 
 # `device` as users name it -> the registry's backend; `auto` takes the first that can run here.

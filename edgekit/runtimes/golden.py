@@ -1,0 +1,115 @@
+"""Replay a bundle's golden records on a backend, torch-free: `edgekit check`, `model.check()`.
+
+Shape cases regenerate their random inputs from the recorded seed (and refuse if the inputs' sha256
+differs, which would mean numpy draws differently); real cases carry their inputs. The rollout is
+teacher-forced with the tokens torch chose, so each step's logits compare with torch's at that step;
+the final state is compared relative to its own size. The verdict uses the bundle's tolerances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.iospec import IOContract
+from edgekit.parity import ParityReport, RolloutResult, compare_case, error_line, recorded
+from edgekit.runtimes.base import Backend
+from edgekit.runtimes.layout import Layout
+
+
+def inputs_digest(feeds: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(feeds):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(feeds[name]).tobytes())
+    return h.hexdigest()
+
+
+def replay(bundle: str | Path, manifest: dict[str, Any], backend: Backend) -> ParityReport:
+    record = manifest.get("golden")
+    if not record:
+        raise InputError(
+            f"{bundle} has no golden records (it was exported by an older edgekit); re-export it"
+        )
+    tol = manifest["tolerance"]
+    atol, rtol = float(tol["atol"]), float(tol["rtol"])
+    contract = IOContract.from_manifest(manifest)
+    try:
+        with np.load(Path(bundle) / record["file"], allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{bundle}: the golden records cannot be read ({exc})") from None
+    report = ParityReport("golden (torch at export)", backend.name, atol, rtol)
+    for case in record["cases"]:
+        key = case["key"]
+        if "seed" in case:
+            feeds = contract.feeds(case["sizes"], np.random.default_rng(case["seed"]))
+            if inputs_digest(feeds) != case["inputs_sha256"]:
+                raise InputError(
+                    "this numpy draws different random inputs than the exporting one did; "
+                    f"golden case {case['case']!r} cannot be replayed"
+                )
+        else:
+            feeds = _section(arrays, f"{key}/in/")
+        expected = _section(arrays, f"{key}/out/")
+        result = compare_case(case["case"], feeds, recorded(expected), backend.run, atol, rtol)
+        report.cases.append(result)
+    if "rollout" in record:
+        report.rollout = _replay_rollout(arrays, Layout.of(contract), backend, atol, rtol)
+    return report
+
+
+def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _replay_rollout(
+    arrays: dict[str, np.ndarray], layout: Layout, backend: Backend, atol: float, rtol: float
+) -> RolloutResult:
+    prompt, tokens, logits = (arrays[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
+    expected_state = _section(arrays, "rollout/state/")
+    steps = len(tokens)
+    state = layout.zero_state(1)
+    logit_diff, mismatch, decisive = 0.0, None, None
+    logit_scale = float(np.abs(logits).max())
+    drift: list[float] = []
+    for step, ids in enumerate([prompt, *(np.array([[t]], np.int64) for t in tokens)]):
+        try:
+            out = backend.run({layout.tokens.name: layout.token_feed(ids), **state})
+        except Exception as exc:  # the backend's own failure is the finding
+            error = f"step {step}: {error_line(exc)}"
+            return RolloutResult(steps, drift, float("inf"), mismatch, float("inf"), False, error)
+        got = layout.last_logits(out[layout.logits.name])[0]
+        state = layout.state_after(out)
+        want = logits[step]
+        logit_diff = max(logit_diff, float(np.abs(got - want).max()))
+        if int(got.argmax()) != int(want.argmax()):
+            mismatch = step if mismatch is None else mismatch
+            top2 = np.sort(want)[-2:]
+            if decisive is None and top2[1] - top2[0] > 2 * (10 * atol + rtol * logit_scale):
+                decisive = step
+    per_state = {
+        name: [float(np.abs(state[name] - want).max()), float(np.abs(want).max())]
+        for name, want in expected_state.items()
+    }
+    final = max((w for w, _ in per_state.values()), default=0.0)
+    within = all(w <= 10 * atol + rtol * s for w, s in per_state.values())
+    passed = decisive is None and within and logit_diff <= 10 * atol + rtol * logit_scale
+    return RolloutResult(
+        steps, [final], logit_diff, mismatch, final, passed, "", per_state, logit_scale, decisive
+    )
+
+
+class SelfCheck:
+    """`check()` for the task objects `edgekit.load` returns: replay the golden records here."""
+
+    bundle: Path
+    manifest: dict[str, Any]
+    backend: Backend
+
+    def check(self) -> ParityReport:
+        return replay(self.bundle, self.manifest, self.backend)
