@@ -63,6 +63,7 @@ class ParityReport:
     rtol: float
     cases: list[CaseResult] = field(default_factory=list)
     rollout: RolloutResult | None = None
+    diagnosis: list[str] = field(default_factory=list)  # where the graph departs, when it failed
 
     @property
     def passed(self) -> bool:
@@ -106,6 +107,7 @@ class ParityReport:
         r = self.rollout
         if r is not None:
             rows.append(_rollout_row(r))
+        rows += self.diagnosis
         return "\n".join(rows)
 
 

@@ -76,3 +76,11 @@ def test_check_catches_a_graph_that_no_longer_gives_the_recorded_answers(
     result = invoke("check", bundle)
     assert result.exit_code == 1
     assert "FAIL" in result.output and "check: FAIL" in result.output
+
+
+def test_check_on_any_registered_backend(tiny_bundles: dict[str, Path]) -> None:
+    assert invoke("check", tiny_bundles["charlm"], "--backend", "ort-cpu").exit_code == 0
+    missing = invoke("check", tiny_bundles["charlm"], "--backend", "trt")
+    assert missing.exit_code == 2 and "backend trt cannot run here" in missing.output
+    unknown = invoke("check", tiny_bundles["charlm"], "--backend", "npu")
+    assert unknown.exit_code == 2 and "known backends:" in unknown.output

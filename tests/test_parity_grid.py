@@ -67,3 +67,41 @@ def test_grid_no_false_refusals(tmp_path: Path, cell: str, training: str, seed: 
     ckpt = grid.train(cell, training, seed, tmp_path / "ckpt")
     _, manifest = bundle_from_checkpoint(ckpt, tmp_path / "bundle")
     assert manifest["parity"]["passed"]
+
+
+def _perturb_head(model) -> None:  # type: ignore[no-untyped-def]
+    """Only the output layer's weight, x (1 + 1e-2): one layer wrong."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    head = next(n for n in model.graph.node if n.name == "/lm/head/MatMul")
+    init = next(i for i in model.graph.initializer if i.name in head.input)
+    scaled = numpy_helper.to_array(init) * np.float32(1.01)
+    init.CopyFrom(numpy_helper.from_array(scaled, init.name))
+
+
+@pytest.mark.parametrize(
+    ("cell", "edit", "expected"),
+    [
+        ("gru", grid.flip_linear_before_reset, "node /lm/rnn/GRU (GRU) in module lm.rnn"),
+        ("lstm", _perturb_head, "node /lm/head/MatMul (MatMul) in module lm.head"),
+    ],
+)
+def test_verify_names_the_first_diverging_node(
+    trained: dict[str, tuple[Path, Path]], tmp_path: Path, cell: str, edit, expected: str
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.manifest import read_manifest, write_manifest
+
+    _, graph = trained[cell]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(graph.parent, bundle)
+    grid.broken(graph, edit, bundle / "model.onnx")
+    write_manifest(bundle, read_manifest(bundle, verify=False))  # a consistent, wrong bundle
+    result = CliRunner().invoke(app, ["verify", str(bundle), "--steps", "20"])
+    assert result.exit_code == 1
+    assert f"first diverging node (in torch's order): {expected}" in result.output

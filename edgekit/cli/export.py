@@ -187,8 +187,20 @@ def _print_verdict(command: str, bundle: Path, report: Any, as_json: bool) -> No
 def check(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
     device: DeviceOption = "cpu",
+    backend: Annotated[
+        str | None,
+        typer.Option(help="a backend by its registry name instead (e.g. trt, ort-cuda-graph)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Replay the bundle's golden records on a device, torch-free; exit 0 or 1."""
-    model = load_bundle(bundle, device)
-    _print_verdict("check", bundle, model.check(), as_json)
+    if backend is None:
+        report = load_bundle(bundle, device).check()
+    else:
+        from edgekit.manifest import read_manifest
+        from edgekit.runtimes import registry
+        from edgekit.runtimes.golden import replay
+
+        manifest = read_manifest(bundle)
+        report = replay(bundle, manifest, registry.open_backend(backend, bundle, manifest))
+    _print_verdict("check", bundle, report, as_json)

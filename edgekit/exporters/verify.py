@@ -6,6 +6,7 @@ from pathlib import Path
 
 from edgekit.errors import InputError
 from edgekit.exporters.check import parity_suite
+from edgekit.exporters.diverge import diagnose
 from edgekit.exporters.plan import plan_from_checkpoint
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest
@@ -39,6 +40,10 @@ def verify_bundle(
     contract = IOContract.from_manifest(manifest)
     candidate = OrtBackend(Path(bundle) / manifest["graph"], contract)
     tol = manifest["tolerance"]
-    return parity_suite(
+    report = parity_suite(
         TorchBackend(plan.module, contract), candidate, plan, tol["atol"], tol["rtol"], steps
     )
+    if not report.passed:
+        graph = Path(bundle) / manifest["graph"]
+        report.diagnosis = diagnose(plan, graph, tol["atol"], tol["rtol"])
+    return report

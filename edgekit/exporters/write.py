@@ -15,6 +15,7 @@ import torch
 
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
+from edgekit.exporters.diverge import diagnose
 from edgekit.exporters.golden import write_golden
 from edgekit.exporters.onnx import (
     DEFAULT_OPSET,
@@ -156,7 +157,9 @@ def write_bundle(
             )
             if passed:
                 break
-            failures.append(explain(name, report, frozen))
+            shapes_only = all(c.error for c in report.cases if not c.passed)
+            nodes = [] if shapes_only or frozen else diagnose(plan, graph, atol, rtol)
+            failures.append("\n".join([explain(name, report, frozen), *nodes]))
         else:
             tried = [a["exporter"] for a in attempts]
             ran = any("parity_failures" in a for a in attempts)
