@@ -33,10 +33,18 @@ def is_optional(module: str | None) -> bool:
 
 def require(module: str, purpose: str = "this feature") -> ModuleType:
     """Import `module` or raise MissingDependency naming the extra that installs it."""
+    top = module.split(".")[0]
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] != top:  # installed, but broken inside
+            raise MissingDependency(
+                f"{purpose} needs '{top}', which is installed but cannot be imported: {exc}"
+            ) from exc
         raise MissingDependency(
             f"{purpose} needs '{top}', which is not installed: pip install 'edgekit-ml[{extra_for(top)}]'"
+        ) from exc
+    except ImportError as exc:  # e.g. a GPU build whose CUDA libraries are missing
+        raise MissingDependency(
+            f"{purpose} needs '{top}', which is installed but cannot be imported: {exc}"
         ) from exc

@@ -37,7 +37,9 @@ def read_versioned_json(
     if not isinstance(doc, dict) or doc.get(kind_key) != kind:
         raise InputError(f"{path}: not an edgekit {noun} (no {kind_key} {kind!r})")
     version = doc.get(version_key)
-    if not isinstance(version, int) or version > newest:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"{path}: {version_key} must be a positive integer, got {version!r}")
+    if version > newest:
         raise InputError(
             f"{path}: {noun} version {version} is newer than this edgekit reads ({newest}); "
             "upgrade edgekit"
@@ -104,12 +106,50 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
             os.unlink(tmp)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Temporary folders of `final` left by processes that died mid-write (SIGKILL, power loss)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name[len(final.name) + 6 :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refuse_overlap(out: Path, source: Path | None = None) -> None:
+    """Refuse an output folder that is, contains or lies inside the source, or that is (or
+    contains) the current directory: replacing it would delete what it was made from."""
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise InputError(f"--out {out} is the current directory or contains it; name a new folder")
+    if source is not None:
+        src = source.resolve()
+        if target == src or target in src.parents or src in target.parents:
+            raise InputError(
+                f"--out {out} overlaps the source {source}; writing there would destroy it. "
+                "Name a folder outside it"
+            )
+
+
 @contextmanager
 def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `final`; rename it into place only if the block succeeds.
 
-    A failure midway leaves nothing at `final` (and the old content, with force, untouched).
+    A failure midway leaves nothing at `final` (and the old content, with force, untouched). An
+    exclusive lock beside `final` makes a second writer of the same folder fail at once instead of
+    silently replacing the first one's result.
     """
+    import fcntl
+
     final = Path(final)
     if final.exists() and not force:
         raise InputError(f"{final} already exists; pass --force to replace it")
@@ -117,22 +157,55 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
     parent = final.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+        lock = open(parent / f".{final.name}.lock", "w")  # noqa: SIM115  (held until the end)
     except OSError as exc:
         raise InputError(f"cannot write to {parent}: {exc.strerror}") from None
     try:
-        yield tmp
-        _publish_permissions(tmp)
-        if final.exists():
-            old = parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"another edgekit process is writing {final}; wait for it") from None
+        remove_stale_temps(final)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=parent))
+        except OSError as exc:
+            raise InputError(f"cannot write to {parent}: {exc.strerror}") from None
+        try:
+            yield tmp
+            _publish_permissions(tmp)
+            if final.exists() and not force:  # appeared while we worked: never replace it silently
+                raise InputError(f"{final} appeared while exporting; pass --force to replace it")
+            if final.exists():
+                old = parent / f".{final.name}.old-{os.getpid()}"
+                final.rename(old)
+                tmp.rename(final)
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink()
             else:
-                old.unlink()
-        else:
-            tmp.rename(final)
+                tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        (parent / f".{final.name}.lock").unlink(missing_ok=True)
+        lock.close()
+
+
+def cache_dir(bundle: str | Path) -> Path:
+    """Where derived files of a bundle (optimised graphs, TensorRT EP engines) go: never the bundle
+    itself, which may be read-only. $EDGEKIT_CACHE_DIR, else $XDG_CACHE_HOME/edgekit, else
+    ~/.cache/edgekit; one folder per bundle, named by the hash of its manifest."""
+    root = os.environ.get("EDGEKIT_CACHE_DIR") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit"
+    )
+    key = sha256_file(Path(bundle) / "edgekit.json")[:16]
+    path = Path(root) / key
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the cache folder {path} ({exc.strerror}); set EDGEKIT_CACHE_DIR"
+        ) from None
+    return path

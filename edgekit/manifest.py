@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle_schema import problems
 from edgekit.errors import InputError
 from edgekit.files import read_versioned_json, sha256_file
 
@@ -55,9 +56,16 @@ def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]
     manifest = read_versioned_json(
         path, "schema", SCHEMA, "schema_version", SCHEMA_VERSION, "bundle manifest"
     )
+    found = problems(manifest, bundle_dir)
+    if found:
+        raise InputError(f"{path}: invalid manifest: " + "; ".join(found))
     if verify:
-        for name, info in manifest.get("files", {}).items():
+        for name, info in manifest["files"].items():
             f = bundle_dir / name
+            if f.is_symlink():
+                raise InputError(
+                    f"{bundle_dir}: {name} is a symbolic link; bundle files must be plain files"
+                )
             if not f.is_file():
                 raise InputError(f"{bundle_dir}: {name} is listed in the manifest but missing")
             if f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:

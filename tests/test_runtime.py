@@ -82,14 +82,27 @@ def test_tampered_or_truncated_model_is_refused(
         edgekit.load(b)
 
 
-def test_cached_optimized_model(bundles: dict[str, Path], tmp_path: Path) -> None:
+def test_loading_never_writes_into_the_bundle(
+    bundles: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only bundle loads; the optimised graph goes to the user cache, keyed by the bundle."""
     import shutil
+    import stat
 
     b = tmp_path / "b"
     shutil.copytree(bundles["lenet"], b)
-    edgekit.load(b, cache_optimized=True, threads=1)
-    assert (b / ".cache" / "model.cpu.optimized.onnx").stat().st_size > 0
-    edgekit.load(b)  # the cache does not disturb the manifest's file check
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    before = sorted(p.name for p in b.iterdir())
+    for f in [*b.iterdir(), b]:
+        f.chmod(f.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        edgekit.load(b, cache_optimized=True, threads=1)
+        edgekit.load(b, device="auto")
+    finally:
+        b.chmod(0o755)
+    assert sorted(p.name for p in b.iterdir()) == before
+    cached = list((tmp_path / "cache").glob("*/model.cpu.optimized.onnx"))
+    assert len(cached) == 1 and cached[0].stat().st_size > 0
 
 
 def test_inputs_are_validated_before_onnxruntime(bundles: dict[str, Path]) -> None:

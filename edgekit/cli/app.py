@@ -52,16 +52,40 @@ def user_errors(fn: F) -> F:
             if not is_optional(exc.name):
                 raise
             fail(missing_extra_message(exc), 2)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # never a traceback for the user; --debug shows it
+            if DEBUG["on"]:
+                raise
+            text = " ".join(str(exc).split())[:400]
+            fail(
+                f"{type(exc).__name__}: {text} (rerun as edgekit --debug ... for the traceback)", 2
+            )
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(exc: Exception) -> None:
+    if DEBUG["on"]:
+        raise exc
+    text = " ".join(str(exc).split())[:400]
+    fail(f"{type(exc).__name__}: {text} (rerun as edgekit --debug ... for the traceback)", 2)
 
 
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
+DEBUG = {"on": False}  # --debug: let unexpected errors show their traceback
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks of unexpected errors")
+    ] = False,
+) -> None:
+    DEBUG["on"] = debug
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
 
 

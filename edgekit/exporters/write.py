@@ -32,7 +32,7 @@ from edgekit.exporters.plan import (
     plan_from_checkpoint,
     plan_from_module,
 )
-from edgekit.files import atomic_directory, check_writable
+from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.iospec import IOContract
 from edgekit.manifest import SCHEMA, SCHEMA_VERSION, write_manifest
 from edgekit.reference.torch_backend import TorchBackend
@@ -52,6 +52,7 @@ def bundle_from_checkpoint(
     steps: int = 200,
 ) -> tuple[Path, dict[str, Any]]:
     """Export a zoo checkpoint; tolerances default to the model's own."""
+    refuse_overlap(Path(out), Path(checkpoint))
     plan = plan_from_checkpoint(checkpoint)
     atol = plan.atol if atol is None else atol
     rtol = plan.rtol if rtol is None else rtol
@@ -124,6 +125,7 @@ def write_bundle(
         raise InputError(f"tolerances must be positive finite numbers: atol {atol}, rtol {rtol}")
     if steps < 0:
         raise InputError(f"--steps must be >= 0, got {steps}")
+    refuse_overlap(out)
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     check_writable(out)

@@ -10,7 +10,9 @@ import numpy as np
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.golden import SelfCheck
-from edgekit.runtimes.sampling import check_sampling, sample
+from edgekit.runtimes.sampling import check_sampling, check_seed, sample
+
+MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
 
 
 def _check_generation(
@@ -19,11 +21,17 @@ def _check_generation(
     top_k: int | None,
     top_p: float | None,
     stop: str | Sequence[str] | None,
+    streaming: bool = False,
 ) -> list[str]:
     """Validate generation arguments; return the stop strings as a list."""
     check_sampling(temperature, top_k, top_p)
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if max_new_tokens > MAX_HELD_TOKENS and not streaming:
+        raise InputError(
+            f"max_new_tokens {max_new_tokens} is more than generate() holds in memory "
+            f"({MAX_HELD_TOKENS}); use stream() (the CLI's --stream) for longer runs"
+        )
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not s for s in stops):
         raise InputError("stop strings must not be empty")
@@ -34,6 +42,7 @@ class GenerationSession:
     """One independent stream: `feed(text)`, `step() -> char`, `state` (numpy), `reset()`."""
 
     def __init__(self, generator: Generator, seed: int | None = None) -> None:
+        check_seed(seed)
         self._generator = generator
         self._stepper = generator.backend.stepper(1)
         self._rng = np.random.default_rng(seed)
@@ -126,7 +135,7 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
     ) -> Iterator[str]:
         """Yield generated characters as they are produced (a stop string itself is not yielded)."""
-        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
+        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop, streaming=True)
         hold = max((len(s) for s in stops), default=1) - 1  # chars that may still start a stop
         session = self.session(seed)
         session.feed(prompt)
@@ -157,6 +166,7 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
     ) -> str:
         """The generated continuation of `prompt` (without the prompt)."""
+        _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
         return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
 
     def generate_batch(
@@ -190,6 +200,7 @@ class Generator(SelfCheck):
             stepper.next_logits[rows] = layout.last_logits(out[layout.logits.name])
             layout.put_rows(state, rows, layout.state_after(out))
         stepper.set_state(state)
+        check_seed(seed)
         rng = np.random.default_rng(seed)
         texts = [""] * len(prompts)
         done = [False] * len(prompts)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.files import cache_dir
 from edgekit.manifest import read_manifest
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
@@ -37,10 +38,10 @@ def load(
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto").
 
-    Every file is checked against the manifest's sha256 first. With `cache_optimized`, ONNX Runtime's
-    optimised graph is saved to BUNDLE/.cache/ (a later load can inspect it; the bundle is unchanged).
-    `cuda_graph` (device "cuda") captures the Generator's one-token step in ORT CUDA graphs. The
-    TensorRT EP keeps its engines in BUNDLE/.cache/trt.
+    The manifest is validated and every file checked against its sha256 first. With
+    `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
+    loading never writes into the bundle). `cuda_graph` (device "cuda") captures the Generator's
+    one-token step in ORT CUDA graphs. The TensorRT EP keeps its engines in the same cache.
     """
     from edgekit.runtimes.classifier import Classifier, Regressor
     from edgekit.runtimes.generator import Generator
@@ -49,9 +50,8 @@ def load(
     manifest = read_manifest(bundle, verify=True)
     name = backend_for_device(device, cuda_graph)
     optimized = None
-    if cache_optimized:
-        (bundle / ".cache").mkdir(exist_ok=True)
-        optimized = bundle / ".cache" / f"model.{device}.optimized.onnx"
+    if cache_optimized:  # beside, never inside, the bundle: it may be read-only
+        optimized = cache_dir(bundle) / f"model.{device}.optimized.onnx"
     options = registry.OpenOptions(threads, optimized)
     backend = registry.open_backend(name, bundle, manifest, options)
     if device == "auto":

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.errors import InputError
+from edgekit.files import cache_dir
 from edgekit.iospec import IOContract
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
@@ -93,6 +94,33 @@ def session_options(threads: int | None = None, optimized_model: Path | None = N
     return so
 
 
+ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+             "tensor(uint8)": "uint8", "tensor(bool)": "bool"}  # fmt: skip
+
+
+def check_interface(session: Any, contract: IOContract, path: Any) -> None:
+    """The graph must have exactly the manifest's inputs and outputs, with its dtypes."""
+    problems = []
+    for kind, got, want in (
+        ("inputs", session.get_inputs(), contract.inputs),
+        ("outputs", session.get_outputs(), contract.outputs),
+    ):
+        graph = {v.name: ORT_TYPES.get(v.type, v.type) for v in got}
+        manifest = {t.name: t.dtype for t in want}
+        if set(graph) != set(manifest):
+            problems.append(
+                f"{kind} {sorted(graph)} in the graph, {sorted(manifest)} in the manifest"
+            )
+        problems += [
+            f"{name} is {graph[name]} in the graph, {dtype} in the manifest"
+            for name, dtype in manifest.items()
+            if name in graph and graph[name] != dtype
+        ]
+    if problems:
+        raise InputError(f"{path} does not match its manifest: " + "; ".join(problems))
+
+
 class OrtBackend(Backend):
     name = "onnxruntime"
 
@@ -112,11 +140,16 @@ class OrtBackend(Backend):
         if cuda_graph and self.device != "cuda":
             raise InputError(f"CUDA graphs need device 'cuda', not {self.device!r}")
         self.cuda_graph = cuda_graph
-        self.session = ort().InferenceSession(
-            str(model_path),
-            sess_options=session_options(threads, optimized_model),
-            providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
-        )
+        try:
+            self.session = ort().InferenceSession(
+                str(model_path),
+                sess_options=session_options(threads, optimized_model),
+                providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
+            )
+        except Exception as exc:  # ORT's own reason (bad protobuf, external data, ops), one line
+            reason = " ".join(str(exc).split())[:500]
+            raise InputError(f"ONNX Runtime cannot load {model_path}: {reason}") from None
+        check_interface(self.session, contract, model_path)
         self.name = f"ort-{self.device}"
         # With CUDA graphs on, ORT would capture any run; calls with varying shapes (plain runs,
         # prefill) must opt out with gpu_graph_id -1. Without graphs, pass no RunOptions at all.
@@ -181,7 +214,7 @@ def _open(
 ) -> OrtBackend:
     trt_cache = None
     if device == "tensorrt":  # the TensorRT EP keeps its engines between sessions
-        trt_cache = options.trt_cache_dir or Path(bundle) / ".cache" / "trt"
+        trt_cache = options.trt_cache_dir or cache_dir(bundle) / "trt"
         trt_cache.mkdir(parents=True, exist_ok=True)
     return OrtBackend(
         Path(bundle) / manifest["graph"],

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edgekit.errors import InputError
 
+MAX_SEED = 2**32  # seeds are 0 <= seed < 2**32, the range every RNG here accepts
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < MAX_SEED):
+        raise InputError(f"seed must be an integer 0 <= seed < 2**32, got {seed!r}")
+
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise InputError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise InputError(f"temperature must be >= 0 and finite (0 = greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
         raise InputError(f"top_p must be in (0, 1], got {top_p}")
 
 

@@ -43,6 +43,8 @@ class TrainOptions:
         return opts
 
     def validate(self) -> None:
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise InputError(f"--seed must be an integer 0 <= seed < 2**32, got {self.seed!r}")
         checks = [
             ("--epochs", self.epochs),
             ("--batch-size", self.batch_size),

@@ -1,0 +1,120 @@
+"""What a bundle's manifest may say, checked before anything in it is trusted (torch-free).
+
+One InputError lists every problem: missing keys, wrong types, and paths. Every file the manifest
+names (the graph, engines, golden records) must be a plain file name inside the bundle (no
+separator, no "..", not absolute, not a link), must be listed in `files`, and is hash-checked with
+the rest; `files` itself may list only plain names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TASKS = ("classify", "regress", "generate", "generic")
+# key -> (python types it may have, required)
+FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "task": ((str,), True),
+    "graph": ((str,), True),
+    "inputs": ((list,), True),
+    "outputs": ((list,), True),
+    "state": ((list,), True),
+    "files": ((dict,), True),
+    "tolerance": ((dict,), True),
+    "model": ((dict,), False),
+    "axes": ((list,), False),
+    "engines": ((list,), False),
+    "golden": ((dict,), False),
+    "vocab": ((list, type(None)), False),
+    "labels": ((list, type(None)), False),
+    "preprocess": ((dict, type(None)), False),
+    "token_input": ((str, type(None)), False),
+}
+TENSOR_KEYS = {"name": str, "dtype": str, "shape": list}
+DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}
+
+
+def plain_name(name: Any) -> bool:
+    """A file name that cannot leave its directory."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and not Path(name).is_absolute()
+    )
+
+
+def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(where, name) of every file the manifest makes edgekit open."""
+    named = [("graph", manifest.get("graph"))]
+    for i, engine in enumerate(manifest.get("engines") or []):
+        named.append(
+            (f"engines[{i}].file", engine.get("file") if isinstance(engine, dict) else None)
+        )
+    golden = manifest.get("golden")
+    if isinstance(golden, dict):
+        named.append(("golden.file", golden.get("file")))
+    return named
+
+
+def problems(manifest: dict[str, Any], bundle: Path) -> list[str]:
+    found = []
+    for key, (types, required) in FIELDS.items():
+        if key not in manifest:
+            if required:
+                found.append(f"missing key {key!r}")
+        elif not isinstance(manifest[key], types):
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            found.append(f"{key} must be {kinds}, got {type(manifest[key]).__name__}")
+    if isinstance(manifest.get("task"), str) and manifest["task"] not in TASKS:
+        found.append(f"task {manifest['task']!r} is not one of {', '.join(TASKS)}")
+    for kind in ("inputs", "outputs"):
+        for i, t in enumerate(manifest.get(kind) or []):
+            if not isinstance(t, dict):
+                found.append(f"{kind}[{i}] must be an object")
+                continue
+            for k, typ in TENSOR_KEYS.items():
+                if not isinstance(t.get(k), typ):
+                    found.append(f"{kind}[{i}].{k} must be {typ.__name__}")
+            if isinstance(t.get("dtype"), str) and t["dtype"] not in DTYPES:
+                found.append(f"{kind}[{i}].dtype {t['dtype']!r} is not one of {sorted(DTYPES)}")
+            for d in t.get("shape") or []:
+                if not (
+                    isinstance(d, str)
+                    or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                ):
+                    found.append(f"{kind}[{i}].shape has {d!r}; dims are names or sizes >= 0")
+    for i, s in enumerate(manifest.get("state") or []):
+        if (
+            not isinstance(s, dict)
+            or not isinstance(s.get("input"), str)
+            or not isinstance(s.get("output"), str)
+        ):
+            found.append(f"state[{i}] must name an input and an output")
+    tol = manifest.get("tolerance")
+    if isinstance(tol, dict):
+        for k in ("atol", "rtol"):
+            v = tol.get(k)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
+                found.append(f"tolerance.{k} must be a finite number >= 0")
+    files = manifest.get("files")
+    if isinstance(files, dict):
+        for name, info in files.items():
+            if not plain_name(name):
+                found.append(f"files lists {name!r}, which is not a plain file name in the bundle")
+            elif (
+                not isinstance(info, dict)
+                or not isinstance(info.get("sha256"), str)
+                or not isinstance(info.get("bytes"), int)
+            ):
+                found.append(f"files[{name!r}] must have sha256 and bytes")
+    for where, name in named_files(manifest):
+        if not plain_name(name):
+            found.append(f"{where} {name!r} is not a plain file name inside the bundle")
+        elif isinstance(files, dict) and name not in files:
+            found.append(f"{where} {name!r} is not listed (and hashed) in files")
+        elif (bundle / name).is_symlink():
+            found.append(f"{where} {name!r} is a symbolic link; bundle files must be plain files")
+    return found
