@@ -160,9 +160,11 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
         lock = open(parent / f".{final.name}.lock", "w")  # noqa: SIM115  (held until the end)
     except OSError as exc:
         raise InputError(f"cannot write to {parent}: {exc.strerror}") from None
+    locked = False
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except OSError:
             raise InputError(f"another edgekit process is writing {final}; wait for it") from None
         remove_stale_temps(final)
@@ -189,7 +191,8 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        (parent / f".{final.name}.lock").unlink(missing_ok=True)
+        if locked:  # the holder's lock file is not ours to remove
+            (parent / f".{final.name}.lock").unlink(missing_ok=True)
         lock.close()
 
 

@@ -151,8 +151,11 @@ def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[
     if csv_path is not None:
         if not csv_path.is_file():
             fail(f"--csv not found: {csv_path}", 2)
-        with csv_path.open(newline="") as f:
-            texts += [r for r in list(csv.reader(f))[1:] if r]
+        try:
+            with csv_path.open(newline="", encoding="utf-8") as f:
+                texts += [r for r in list(csv.reader(f))[1:] if r]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            fail(f"--csv {csv_path} is not a text CSV file ({exc.__class__.__name__})", 2)
     if not texts:
         fail("no rows given: pass rows like 25,3 or --csv FILE", 2)
     data = []
