@@ -60,6 +60,20 @@ def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]
     if found:
         raise InputError(f"{path}: invalid manifest: " + "; ".join(found))
     if verify:
+        # every file present is listed (and so hashed): nothing unlisted can be loaded by reference
+        # (ONNX external data, say), and nothing listed can be missing or changed
+        extra = sorted(
+            f.name
+            for f in bundle_dir.iterdir()
+            if (f.is_file() or f.is_symlink())
+            and f.name != MANIFEST
+            and f.name not in manifest["files"]
+        )
+        if extra:
+            raise InputError(
+                f"{bundle_dir}: {extra} are not listed in the manifest; a bundle holds only the files "
+                "its manifest lists and hashes (remove them, or re-export)"
+            )
         for name, info in manifest["files"].items():
             f = bundle_dir / name
             if f.is_symlink():

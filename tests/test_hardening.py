@@ -481,3 +481,73 @@ def test_temp_folders_of_dead_writers_are_removed(
     result = run("export", tiny_checkpoints["linear"], "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _forge(ckpt: Path, tmp_path: Path, **config: Any) -> Path:
+    """A checkpoint whose config was edited and whose content hash was recomputed to match."""
+    from edgekit.training.checkpoint import METADATA, _content_hash
+
+    forged = tmp_path / "forged"
+    shutil.copytree(ckpt, forged)
+    meta = json.loads((forged / METADATA).read_text())
+    meta["config"].update(config)
+    meta["content_sha256"] = _content_hash(meta)
+    (forged / METADATA).write_text(json.dumps(meta))
+    return forged
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"hidden": 10**9}, "the config cannot be built"),
+        ({"hidden": 512}, "the config does not match the weights"),
+        ({"layers": 4}, "the config does not match the weights"),
+        ({"hidden": "256"}, "config has values of the wrong type: hidden='256' (expected int)"),
+        ({"layers": -1}, "wrong type: layers=-1"),
+    ],
+)
+def test_a_forged_checkpoint_config_is_refused_before_anything_is_built(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, config: dict, message: str
+) -> None:
+    forged = _forge(tiny_checkpoints["charlm"], tmp_path, **config)
+    result = run("export", forged, "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_unlisted_files_and_external_data_are_refused(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """ONNX external data outside the manifest's list is never loaded: not inside the bundle (it would
+    escape the hash check), and not outside it (ONNX Runtime's own refusal, as one line)."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundles["linear"], b)
+    model = onnx.load(str(b / "model.onnx"))
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
+    onnx.save(model, str(b / "model.onnx"))
+    manifest = json.loads((b / "edgekit.json").read_text())
+    write_manifest(b, manifest)  # hashes model.onnx and weights.bin: a consistent bundle
+    assert run("check", b).exit_code == 0
+    manifest = json.loads((b / "edgekit.json").read_text())
+    del manifest["files"]["weights.bin"]
+    (b / "edgekit.json").write_text(json.dumps(manifest))
+    result = run("check", b)
+    assert (
+        result.exit_code == 2 and "['weights.bin'] are not listed in the manifest" in result.output
+    )
+    # pointing outside the bundle: moved out and the graph rewritten to reach for it
+    (b / "weights.bin").rename(tmp_path / "weights.bin")
+    model = onnx.load(str(b / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../weights.bin"
+    (b / "model.onnx").write_bytes(model.SerializeToString())
+    write_manifest(b, manifest)
+    result = run("check", b)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "ONNX Runtime cannot load" in result.output

@@ -36,7 +36,35 @@ class ModelEntry:
             raise InputError(
                 f"{self.name} config has unknown fields {unknown}; known: {sorted(known)}"
             )
+        wrong = [
+            f"{f.name}={values[f.name]!r} (expected {_kind(f.default)})"
+            for f in dataclasses.fields(cls)
+            if f.name in values and not _fits(values[f.name], f.default)
+        ]
+        if wrong:
+            raise InputError(f"{self.name} config has values of the wrong type: {', '.join(wrong)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _kind(default: Any) -> str:
+    return "a list" if isinstance(default, tuple) else type(default).__name__
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """A config value of the type its field's default has (ints >= 0 for sizes and counts)."""
+    if default is dataclasses.MISSING or default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple))
+    return True
 
 
 MODELS: dict[str, ModelEntry] = {

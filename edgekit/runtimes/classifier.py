@@ -60,7 +60,9 @@ class _Task(SelfCheck):
             raise InputError("no images given")
         try:
             return preprocess_images(items, spec)
-        except Exception as exc:  # any decoder failure (corrupt file, decompression bomb): bad input
+        except (
+            Exception
+        ) as exc:  # any decoder failure (corrupt file, decompression bomb): bad input
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"cannot read image: {exc}") from None

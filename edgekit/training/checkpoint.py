@@ -56,13 +56,48 @@ class Checkpoint:
 
     def build(self) -> Any:
         """The torch module with these weights, in eval mode, on the CPU."""
+        import torch
         from safetensors.torch import load_file
 
         from edgekit.models import get_model
 
-        module = get_model(self.model).build(self.config())
+        entry, config = get_model(self.model), self.config()
+        try:
+            with torch.device(
+                "meta"
+            ):  # shapes only: a config asking for huge layers allocates nothing
+                skeleton = entry.build(config)
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+            raise InputError(f"{self.path}: the config cannot be built ({exc})") from None
+        expected = {k: list(v.shape) for k, v in skeleton.state_dict().items()}
+        stored = safetensors_shapes(self.weights_path)
+        if expected != stored:
+            differ = sorted(
+                k for k in set(expected) | set(stored) if expected.get(k) != stored.get(k)
+            )
+            shown = ", ".join(
+                f"{k}: config {expected.get(k)} vs weights {stored.get(k)}" for k in differ[:3]
+            )
+            raise InputError(f"{self.path}: the config does not match the weights ({shown})")
+        module = entry.build(config)
         module.load_state_dict(load_file(str(self.weights_path)), strict=True)
         return module.eval()
+
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors file's JSON header, without reading the tensors."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(f.read(size))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise InputError(f"{path} is not a safetensors file ({exc})") from None
 
 
 def save_checkpoint(out: str | Path, module: Any, meta: dict[str, Any]) -> Checkpoint:
