@@ -551,3 +551,38 @@ def test_unlisted_files_and_external_data_are_refused(
     result = run("check", b)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "ONNX Runtime cannot load" in result.output
+
+
+def test_a_broken_onnxruntime_install_is_not_reported_as_missing(tmp_path: Path) -> None:
+    """An onnxruntime that is installed but fails to import (a GPU build without its CUDA libraries)
+    says so, instead of sending the user to install what they have."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "onnxruntime"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ImportError('libcudart.so.12: cannot open shared object file')\n"
+    )
+    code = (
+        "from edgekit._optional import require\n"
+        "try:\n    require('onnxruntime', 'running bundles')\n"
+        "except Exception as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    ).stdout  # fmt: skip
+    assert "installed but cannot be imported" in out and "libcudart" in out
+
+
+def test_a_tampered_engine_file_is_refused(tiny_bundles: dict[str, Path], tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundles["linear"], b)
+    (b / "engine.gpu.trt10.plan").write_bytes(b"\x00" * 64)
+    manifest = json.loads((b / "edgekit.json").read_text())
+    manifest["engines"] = [{"file": "engine.gpu.trt10.plan"}]
+    write_manifest(b, manifest)
+    (b / "engine.gpu.trt10.plan").write_bytes(b"\x01" * 64)
+    result = run("check", b)
+    assert result.exit_code == 2 and "engine.gpu.trt10.plan: sha256 does not match" in result.output
