@@ -586,3 +586,22 @@ def test_a_tampered_engine_file_is_refused(tiny_bundles: dict[str, Path], tmp_pa
     (b / "engine.gpu.trt10.plan").write_bytes(b"\x01" * 64)
     result = run("check", b)
     assert result.exit_code == 2 and "engine.gpu.trt10.plan: sha256 does not match" in result.output
+
+
+def test_a_weights_file_that_is_not_safetensors_is_refused(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """Even with both hashes recomputed to match, a weights file that is not safetensors is one line."""
+    from edgekit.files import sha256_file
+    from edgekit.training.checkpoint import METADATA, WEIGHTS, _content_hash
+
+    forged = tmp_path / "forged"
+    shutil.copytree(tiny_checkpoints["linear"], forged)
+    (forged / WEIGHTS).write_bytes(b"\xff" * 64)
+    meta = json.loads((forged / METADATA).read_text())
+    meta["weights_sha256"] = sha256_file(forged / WEIGHTS)
+    meta["content_sha256"] = _content_hash(meta)
+    (forged / METADATA).write_text(json.dumps(meta))
+    result = run("export", forged, "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is not a safetensors file" in result.output
