@@ -35,6 +35,8 @@ def test_every_zoo_bundle_carries_golden_records_that_check_passes(
         result = invoke("check", bundle)
         assert result.exit_code == 0, result.output
         assert f"check: PASS ({bundle})" in result.output
+    info = invoke("info", tiny_bundles["charlm"]).output
+    assert "golden golden.npz: 4 cases, a 5-step greedy rollout" in info
     report = edgekit.load(tiny_bundles["charlm"]).check()
     assert report.passed and report.rollout is not None and report.rollout.steps == 5
     doc = json.loads(invoke("check", tiny_bundles["lenet"], "--json").stdout)

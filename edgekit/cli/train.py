@@ -118,6 +118,14 @@ def info(
         )
         for e in manifest.get("engines", []):
             typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
+        golden = manifest.get("golden")
+        if golden:
+            rollout = golden.get("rollout", {}).get("steps")
+            typer.echo(
+                f"  golden {golden['file']}: {len(golden['cases'])} cases"
+                + (f", a {rollout}-step greedy rollout" if rollout else "")
+                + f" ({golden['bytes'] / 1024:.0f} KiB); replay with: edgekit check {path}"
+            )
         typer.echo("  files  " + ", ".join(manifest["files"]))
         return
 
