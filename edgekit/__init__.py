@@ -21,11 +21,12 @@ def load(
     threads: int | None = None,
     cache_optimized: bool = False,
     cuda_graph: bool = False,
+    precision: str = "fp32",
 ) -> Any:
     """Load a bundle: a Classifier, Regressor or Generator, as its manifest says (torch-free)."""
     from edgekit.runtimes.loader import load as _load
 
-    return _load(bundle, device, threads, cache_optimized, cuda_graph)
+    return _load(bundle, device, threads, cache_optimized, cuda_graph, precision)
 
 
 def export(*args: Any, **kwargs: Any) -> Any:

@@ -24,6 +24,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model": ((dict,), False),
     "axes": ((list,), False),
     "engines": ((list,), False),
+    "variants": ((list,), False),
     "golden": ((dict,), False),
     "vocab": ((list, type(None)), False),
     "labels": ((list, type(None)), False),
@@ -52,6 +53,10 @@ def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     for i, engine in enumerate(manifest.get("engines") or []):
         named.append(
             (f"engines[{i}].file", engine.get("file") if isinstance(engine, dict) else None)
+        )
+    for i, variant in enumerate(manifest.get("variants") or []):
+        named.append(
+            (f"variants[{i}].file", variant.get("file") if isinstance(variant, dict) else None)
         )
     golden = manifest.get("golden")
     if isinstance(golden, dict):

@@ -89,17 +89,20 @@ def _setup(
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
 
 
-def load_bundle(bundle: Path, device: str) -> Any:
+def load_bundle(bundle: Path, device: str, precision: str = "fp32") -> Any:
     """edgekit.load for a command; with device auto, say on stderr which device was chosen."""
     import edgekit
 
-    model = edgekit.load(bundle, device=device)
+    model = edgekit.load(bundle, device=device, precision=precision)
     if device == "auto":
         typer.echo(f"device: {model.device} (auto)", err=True)
     return model
 
 
 DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | auto")]
+PrecisionOption = Annotated[
+    str, typer.Option(help="fp32 | int8 (a variant from edgekit quantize) | auto")
+]
 
 
 def main(argv: list[str] | None = None) -> None:

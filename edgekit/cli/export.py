@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.cli.app import DeviceOption, app, fail, load_bundle, print_json, user_errors
+from edgekit.cli.app import (
+    DeviceOption,
+    PrecisionOption,
+    app,
+    fail,
+    load_bundle,
+    print_json,
+    user_errors,
+)
 
 
 def _require_steps(steps: int) -> None:
@@ -187,6 +195,7 @@ def _print_verdict(command: str, bundle: Path, report: Any, as_json: bool) -> No
 def check(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
     device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
     backend: Annotated[
         str | None,
         typer.Option(help="a backend by its registry name instead (e.g. trt, ort-cuda-graph)"),
@@ -195,12 +204,59 @@ def check(
 ) -> None:
     """Replay the bundle's golden records on a device, torch-free; exit 0 or 1."""
     if backend is None:
-        report = load_bundle(bundle, device).check()
+        report = load_bundle(bundle, device, precision).check()
     else:
         from edgekit.manifest import read_manifest
         from edgekit.runtimes import registry
         from edgekit.runtimes.golden import replay
+        from edgekit.runtimes.loader import with_precision
 
-        manifest = read_manifest(bundle)
+        manifest = with_precision(read_manifest(bundle), precision)
         report = replay(bundle, manifest, registry.open_backend(backend, bundle, manifest))
     _print_verdict("check", bundle, report, as_json)
+
+
+@app.command()
+@user_errors
+def quantize(
+    bundle: Annotated[Path, typer.Argument(help="a recurrent generation bundle")],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="an int8 variant (dynamic quantization)")
+    ] = False,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="weight scales per output channel")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option(help="rebuild an existing variant, or keep one that misses a gate")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the variant's record as JSON")
+    ] = False,
+) -> None:
+    """Add a reduced-precision variant to a bundle, kept only if it passes its gates against torch."""
+    if not int8:
+        fail("say which variant to build: --int8", 2)
+    from edgekit.exporters.quantize import quantize_bundle
+
+    record = quantize_bundle(bundle, per_channel=per_channel, force=force)
+    if as_json:
+        print_json(record)
+        return
+    g = record["gates"]
+    typer.echo(
+        f"int8 variant: {bundle / record['file']} ({record['bytes_ratio']:.2f}x the fp32 file; "
+        f"quantized {record['quantized_ops']}; left in float {record['float_ops'] or 'nothing'})"
+    )
+    ppl = (
+        f"; perplexity {g['perplexity_int8']:.4g} vs torch {g['perplexity_torch']:.4g} "
+        f"({g['perplexity_delta']:+.2%})"
+        if "perplexity_delta" in g
+        else ""
+    )
+    divergence = g["first_greedy_divergence"]
+    typer.echo(
+        f"gates: top-1 agreement {g['top1_agreement']:.2%} (rollout), "
+        f"{g.get('top1_agreement_text', float('nan')):.2%} (held-out text){ppl}; greedy text "
+        + ("never leaves torch's" if divergence is None else f"leaves torch's at step {divergence}")
+        + f" over {g['rollout_steps']} steps; {'PASS' if g['passed'] else 'kept with --force'}"
+    )

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.cli.app import DeviceOption, app, fail, load_bundle, print_json, user_errors
+from edgekit.cli.app import (
+    DeviceOption,
+    PrecisionOption,
+    app,
+    fail,
+    load_bundle,
+    print_json,
+    user_errors,
+)
 from edgekit.errors import InputError
 
 
@@ -22,13 +30,14 @@ def classify(
     ] = None,
     top_k: Annotated[int, typer.Option(help="labels to show per input")] = 1,
     device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Classify image files, or text with --text, with a bundle (torch-free). An unreadable file
     gets its own error line, the rest are still classified, and the exit code is then 2."""
     import numpy as np
 
-    model = load_bundle(bundle, device)
+    model = load_bundle(bundle, device, precision)
     if model.task != "classify":
         fail(
             f"{bundle} is a {model.task} bundle; classify needs an image classifier (or a text "
@@ -114,12 +123,13 @@ def predict(
         Path | None, typer.Option(help="a CSV of feature rows (header row first)")
     ] = None,
     device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Predict from feature rows with a tabular bundle (torch-free)."""
     import numpy as np
 
-    model = load_bundle(bundle, device)
+    model = load_bundle(bundle, device, precision)
     if model.task not in ("regress", "classify") or model.manifest.get("preprocess"):
         fail(f"{bundle} is not a tabular bundle; predict takes feature rows", 2)
     width = model.backend.contract.inputs[0].shape[1]
@@ -184,10 +194,11 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
     stream: Annotated[bool, typer.Option(help="print characters as they are produced")] = False,
     device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
 
-    model = load_bundle(bundle, device)
+    model = load_bundle(bundle, device, precision)
     if model.task != "generate":
         fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
     args = (prompt, max_new_tokens, temperature, top_k, top_p, seed)

@@ -35,8 +35,10 @@ def load(
     threads: int | None = None,
     cache_optimized: bool = False,
     cuda_graph: bool = False,
+    precision: str = "fp32",
 ) -> Any:
-    """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto").
+    """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto"), at `precision` ("fp32",
+    "int8" for a variant made by `edgekit quantize`, or "auto": int8 on the CPU when there is one).
 
     The manifest is validated and every file checked against its sha256 first. With
     `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
@@ -47,7 +49,7 @@ def load(
     from edgekit.runtimes.generator import Generator
 
     bundle = Path(bundle)
-    manifest = read_manifest(bundle, verify=True)
+    manifest = with_precision(read_manifest(bundle, verify=True), precision, device)
     name = backend_for_device(device, cuda_graph)
     optimized = None
     if cache_optimized:  # beside, never inside, the bundle: it may be read-only
@@ -60,6 +62,28 @@ def load(
     model = tasks.get(manifest["task"], Model)(backend, manifest)
     model.bundle = bundle  # check() replays the bundle's golden records
     return model
+
+
+def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu") -> dict[str, Any]:
+    """The manifest as a backend should see it at `precision`: the variant's graph and tolerances."""
+    variants = {v["precision"]: v for v in manifest.get("variants", [])}
+    if precision == "auto":
+        precision = "int8" if "int8" in variants and device in ("cpu", "auto") else "fp32"
+    if precision == "fp32":
+        return manifest
+    if precision not in variants:
+        have = ", ".join(["fp32", *variants])
+        raise InputError(
+            f"this bundle has no {precision} variant (it has: {have}); make one with: "
+            f"edgekit quantize BUNDLE --{precision}"
+        )
+    variant = variants[precision]
+    return {
+        **manifest,
+        "graph": variant["file"],
+        "tolerance": variant["tolerance"],
+        "precision": precision,
+    }
 
 
 # `device` as users name it -> the registry's backend; `auto` takes the first that can run here.
