@@ -178,6 +178,31 @@ def compare_outputs(
     return diffs
 
 
+def rollout_tolerance(atol: float, rtol: float, scale: float) -> float:
+    """What a rollout allows a value of magnitude `scale` to drift: atol-scale noise plus rtol of it."""
+    return 10 * atol + rtol * scale
+
+
+def clear_choice(logits: np.ndarray, atol: float, rtol: float, scale: float) -> bool:
+    """Whether the reference's greedy choice in `logits` (V,) beats the runner-up by more than
+    the logits may differ: a different choice there is a real difference, not a near tie."""
+    top2 = np.sort(logits)[-2:]
+    return bool(top2[1] - top2[0] > 2 * rollout_tolerance(atol, rtol, scale))
+
+
+def rollout_passed(
+    decisive: int | None,
+    state_drift: dict[str, list[float]],
+    logit_diff: float,
+    logit_scale: float,
+    atol: float,
+    rtol: float,
+) -> bool:
+    """The rollout verdict: no clear greedy choice differs, logits and each state within tolerance."""
+    within = all(w <= rollout_tolerance(atol, rtol, s) for w, s in state_drift.values())
+    return decisive is None and within and logit_diff <= rollout_tolerance(atol, rtol, logit_scale)
+
+
 def recorded(outputs: Mapping[str, np.ndarray]) -> RunFn:
     """A reference that answers with outputs computed before (or stored in golden records)."""
     return lambda _feeds: outputs
@@ -231,8 +256,7 @@ def rollout(
         ref_tok, cand_tok = ref_logits.argmax(-1), cand_logits.argmax(-1)  # (1,)
         if not np.array_equal(ref_tok, cand_tok):
             mismatch = step if mismatch is None else mismatch
-            top2 = np.sort(ref_logits[0])[-2:]
-            if decisive is None and top2[1] - top2[0] > 2 * (10 * atol + rtol * scale):
+            if decisive is None and clear_choice(ref_logits[0], atol, rtol, scale):
                 decisive = step
         ref_logits, ref_state = call(reference, ref_tok[:, None], ref_state)
         try:
@@ -245,9 +269,7 @@ def rollout(
             per_state[name] = [max(worst, gap), max(size, float(np.abs(ref_state[name]).max()))]
         drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i in ref_state))
     final = drift[-1] if drift else 0.0
-    within = all(worst <= 10 * atol + rtol * size for worst, size in per_state.values())
-    logits_ok = logit_diff <= 10 * atol + rtol * logit_scale
-    passed = decisive is None and within and logits_ok
+    passed = rollout_passed(decisive, per_state, logit_diff, logit_scale, atol, rtol)
     return RolloutResult(
         steps, drift, logit_diff, mismatch, final, passed, "", per_state, logit_scale, decisive
     )

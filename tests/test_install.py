@@ -9,12 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekit.exporters import bundle_from_checkpoint
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_cpu_only_install_runs_bundles(tiny_bundles: dict[str, Path], tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
@@ -26,10 +24,7 @@ def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_pa
         check=True,
     ).stdout.lower()
     assert "torch" not in freeze and "onnxruntime" in freeze
-    b = {
-        m: bundle_from_checkpoint(tiny_checkpoints[m], tmp_path / m, steps=0)[0]
-        for m in ("cnn", "linear", "charlm")
-    }
+    b = tiny_bundles  # every zoo model, with golden records (a 5-step rollout for charlm)
     from PIL import Image
 
     Image.new("RGB", (40, 40), (9, 99, 199)).save(tmp_path / "x.png")
@@ -38,7 +33,7 @@ def test_cpu_only_install_runs_bundles(tiny_checkpoints: dict[str, Path], tmp_pa
         ["classify", str(b["cnn"]), str(tmp_path / "x.png")],
         ["predict", str(b["linear"]), "25,3"],
         ["generate", str(b["charlm"]), "--max-new-tokens", "10", "--seed", "1"],
-        *(["check", str(b[m])] for m in ("cnn", "linear", "charlm")),  # golden records, no torch
+        *(["check", str(bundle)] for bundle in b.values()),  # golden records replayed, no torch
     ):
         out = subprocess.run([ek, *args], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr

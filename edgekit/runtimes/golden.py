@@ -16,7 +16,15 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.iospec import IOContract
-from edgekit.parity import ParityReport, RolloutResult, compare_case, error_line, recorded
+from edgekit.parity import (
+    ParityReport,
+    RolloutResult,
+    clear_choice,
+    compare_case,
+    error_line,
+    recorded,
+    rollout_passed,
+)
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.layout import Layout
 
@@ -89,16 +97,14 @@ def _replay_rollout(
         logit_diff = max(logit_diff, float(np.abs(got - want).max()))
         if int(got.argmax()) != int(want.argmax()):
             mismatch = step if mismatch is None else mismatch
-            top2 = np.sort(want)[-2:]
-            if decisive is None and top2[1] - top2[0] > 2 * (10 * atol + rtol * logit_scale):
+            if decisive is None and clear_choice(want, atol, rtol, logit_scale):
                 decisive = step
     per_state = {
         name: [float(np.abs(state[name] - want).max()), float(np.abs(want).max())]
         for name, want in expected_state.items()
     }
     final = max((w for w, _ in per_state.values()), default=0.0)
-    within = all(w <= 10 * atol + rtol * s for w, s in per_state.values())
-    passed = decisive is None and within and logit_diff <= 10 * atol + rtol * logit_scale
+    passed = rollout_passed(decisive, per_state, logit_diff, logit_scale, atol, rtol)
     return RolloutResult(
         steps, [final], logit_diff, mismatch, final, passed, "", per_state, logit_scale, decisive
     )
