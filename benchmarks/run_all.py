@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.sections import sections
 from edgekit.bench.cases import Case
 from edgekit.bench.core import run_bench
 from edgekit.bench.report import markdown
@@ -115,7 +116,9 @@ def main() -> None:
         check=True,
     )
     gen = json.loads((results_dir / "generator_step.json").read_text())
-    (args.out / "RESULTS.md").write_text(render(docs, gen, step.stdout))
+    results = args.out / "RESULTS.md"
+    kept = sections(results.read_text()) if results.exists() else []  # other scripts' sections
+    results.write_text("\n\n".join([render(docs, gen, step.stdout).rstrip(), *kept]) + "\n")
     print(f"wrote {args.out / 'RESULTS.md'}")
 
 

@@ -31,6 +31,8 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "preprocess": ((dict, type(None)), False),
     "token_input": ((str, type(None)), False),
 }
+VARIANT_PRECISIONS = ("int8", "fp16")
+OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # ORT's, as variants name them
 TENSOR_KEYS = {"name": str, "dtype": str, "shape": list}
 DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}
 
@@ -98,12 +100,9 @@ def problems(manifest: dict[str, Any], bundle: Path) -> list[str]:
             or not isinstance(s.get("output"), str)
         ):
             found.append(f"state[{i}] must name an input and an output")
-    tol = manifest.get("tolerance")
-    if isinstance(tol, dict):
-        for k in ("atol", "rtol"):
-            v = tol.get(k)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
-                found.append(f"tolerance.{k} must be a finite number >= 0")
+    found += _tolerance_problems("tolerance", manifest.get("tolerance"))
+    for i, variant in enumerate(manifest.get("variants") or []):
+        found += _variant_problems(f"variants[{i}]", variant)
     files = manifest.get("files")
     if isinstance(files, dict):
         for name, info in files.items():
@@ -122,4 +121,39 @@ def problems(manifest: dict[str, Any], bundle: Path) -> list[str]:
             found.append(f"{where} {name!r} is not listed (and hashed) in files")
         elif (bundle / name).is_symlink():
             found.append(f"{where} {name!r} is a symbolic link; bundle files must be plain files")
+    return found
+
+
+def _number(v: Any) -> bool:
+    """A finite number >= 0 (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+
+
+def _tolerance_problems(where: str, tol: Any) -> list[str]:
+    if not isinstance(tol, dict):
+        return [] if where == "tolerance" else [f"{where} must be an object"]
+    return [
+        f"{where}.{k} must be a finite number >= 0"
+        for k in ("atol", "rtol")
+        if not _number(tol.get(k))
+    ]
+
+
+def _variant_problems(where: str, variant: Any) -> list[str]:
+    """A reduced-precision variant's record: what the loader and `check` read from it."""
+    if not isinstance(variant, dict):
+        return [f"{where} must be an object"]
+    found = []
+    if variant.get("precision") not in VARIANT_PRECISIONS:
+        found.append(f"{where}.precision must be one of {', '.join(VARIANT_PRECISIONS)}")
+    found += _tolerance_problems(f"{where}.tolerance", variant.get("tolerance"))
+    if variant.get("optimization", "all") not in OPTIMIZATION_LEVELS:
+        found.append(f"{where}.optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}")
+    bounds = variant.get("case_atol", {})
+    if not isinstance(bounds, dict) or not all(_number(v) for v in bounds.values()):
+        found.append(f"{where}.case_atol must map case names to finite numbers >= 0")
+    gates = variant.get("gates", {})
+    speed = gates.get("speed", {}) if isinstance(gates, dict) else None
+    if not isinstance(speed, dict) or not _number(speed.get("ratio", 1.0)):
+        found.append(f"{where}.gates.speed.ratio must be a finite number >= 0")
     return found

@@ -168,6 +168,7 @@ def _no_golden(bundles: dict[str, Path], tmp: Path) -> list[Any]:
     return ["check", b]
 
 
+VARIANT = {"precision": "int8", "file": "model.onnx", "tolerance": {"atol": 0.05, "rtol": 0.05}}
 CATALOGUE: list[tuple[str, Setup, int, str]] = [
     # --- the manifest decides what runs: nothing in it is trusted -------------------------------
     (
@@ -239,6 +240,37 @@ CATALOGUE: list[tuple[str, Setup, int, str]] = [
         edit_manifest(_set("tolerance.atol", "x")),
         2,
         "tolerance.atol must be a finite number",
+    ),
+    # a reduced-precision variant's record decides which graph and which bounds are used
+    (
+        "variant precision",
+        edit_manifest(_set("variants", [{**VARIANT, "precision": "int4"}])),
+        2,
+        "variants[0].precision must be one of int8, fp16",
+    ),
+    (
+        "variant optimization",
+        edit_manifest(_set("variants", [{**VARIANT, "optimization": "turbo"}])),
+        2,
+        "variants[0].optimization must be one of all, extended, basic, disabled",
+    ),
+    (
+        "variant bounds",
+        edit_manifest(_set("variants", [{**VARIANT, "case_atol": {"case": "wide"}}])),
+        2,
+        "variants[0].case_atol must map case names to finite numbers",
+    ),
+    (
+        "variant speed",
+        edit_manifest(_set("variants", [{**VARIANT, "gates": {"speed": {"ratio": -1}}}])),
+        2,
+        "variants[0].gates.speed.ratio must be a finite number",
+    ),
+    (
+        "variant tolerance",
+        edit_manifest(_set("variants", [{**VARIANT, "tolerance": "loose"}])),
+        2,
+        "variants[0].tolerance must be an object",
     ),
     (
         "version string",

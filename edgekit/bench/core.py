@@ -33,6 +33,7 @@ from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest
 from edgekit.parity import error_line
 from edgekit.runtimes import registry
+from edgekit.runtimes.loader import with_precision
 
 
 def run_bench(
@@ -44,9 +45,12 @@ def run_bench(
     cold_start: bool = True,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     peers: dict[str, Callable[[Path, IOContract, list[int]], list[Case]]] | None = None,
+    precision: str = "all",
 ) -> dict[str, Any]:
     """Time `backends` on `bundle`. `peers` adds other runtimes (e.g. OpenVINO in the benchmark
-    script) as named case builders over the same ONNX file, interleaved with the rest."""
+    script) as named case builders over the same ONNX file, interleaved with the rest.
+    `precision`: "all" (fp32 and every variant the bundle has) or a comma-separated list; each
+    variant is a row of its own, beside its accuracy or perplexity delta from quantize time."""
     bundle = Path(bundle)
     budget = budget or Budget()
     budget.validate()
@@ -60,24 +64,30 @@ def run_bench(
     chosen = backends or registry.names()
     status: dict[str, dict[str, Any]] = {}
     cases = []
+    precisions = _precisions(manifest, precision)
     for name in chosen:
         entry = registry.get(name)
         reason = entry.unavailable(bundle, manifest)
         if reason is not None:
             status[name] = {"status": "skipped", "reason": reason}
             continue
-        try:
-            handle = entry.open(bundle, manifest, registry.OpenOptions(threads=threads))
-            task = manifest["task"]
-            cases += build_cases(name, handle, contract, task, batches, entry.reference)
-        except Exception as exc:  # a backend that breaks is reported, never crashes the run
-            status[name] = {"status": "failed", "reason": error_line(exc)}
-            continue
-        status[name] = {
-            "status": "ok",
-            "threads": threads,
-            "model_bytes": entry.model_bytes(bundle, manifest),
-        }
+        for p in precisions if entry.runs_variants else ["fp32"]:  # torch, engines: fp32 only
+            label = name if p == "fp32" else f"{name} {p}"
+            seen = with_precision(manifest, p, entry.device)
+            try:
+                handle = entry.open(bundle, seen, registry.OpenOptions(threads=threads))
+                task = manifest["task"]
+                cases += build_cases(label, handle, contract, task, batches, entry.reference)
+            except Exception as exc:  # a backend that breaks is reported, never crashes the run
+                status[label] = {"status": "failed", "reason": error_line(exc)}
+                continue
+            status[label] = {
+                "status": "ok",
+                "threads": threads,
+                "precision": p,
+                "quality": quality_delta(manifest, p),
+                "model_bytes": entry.model_bytes(bundle, seen),
+            }
     for name, build in (peers or {}).items():
         try:
             cases += build(bundle / manifest["graph"], contract, batches)
@@ -103,6 +113,8 @@ def run_bench(
     for i, case in enumerate(cases):
         row = {
             "backend": case.backend,
+            "precision": status.get(case.backend, {}).get("precision", "fp32"),
+            "quality": status.get(case.backend, {}).get("quality", ""),
             "case": case.name,
             "batch": case.batch,
             "items_per_call": case.items_per_call,
@@ -122,6 +134,7 @@ def run_bench(
         "versions": _versions(),
         "settings": {
             "backends": chosen,
+            "precisions": precisions,
             "batch": batches,
             "warmup": budget.warmup,
             "warmup_s": budget.warmup_s,
@@ -139,6 +152,35 @@ def run_bench(
         "backends": status,
         "results": results,
     }
+
+
+def _precisions(manifest: dict[str, Any], precision: str) -> list[str]:
+    have = ["fp32", *(v["precision"] for v in manifest.get("variants", []))]
+    if precision == "all":
+        return have
+    asked = [p.strip() for p in precision.split(",") if p.strip()]
+    missing = [p for p in asked if p not in have]
+    if missing or not asked:
+        raise InputError(
+            f"--precision {precision!r}: this bundle has {', '.join(have)} "
+            "(make variants with edgekit quantize)"
+        )
+    return asked
+
+
+def quality_delta(manifest: dict[str, Any], precision: str) -> str:
+    """A variant's task-quality change against fp32, as measured by edgekit quantize."""
+    variant = next((v for v in manifest.get("variants", []) if v["precision"] == precision), None)
+    if variant is None:
+        return ""
+    g = variant.get("gates", {})
+    if "accuracy_delta" in g:
+        return f"accuracy {g['accuracy_delta']:+.2%}"
+    if "perplexity_delta" in g:
+        return f"perplexity {g['perplexity_delta']:+.2%}"
+    if "output_error" in g:
+        return f"output error {g['output_error']:.2%}"
+    return ""
 
 
 def _add_speedups(results: list[dict[str, Any]]) -> None:

@@ -22,6 +22,7 @@ COLUMNS = [
     "mean±sd us",
     "items/s",
     "vs torch",
+    "quality vs fp32",
     "",
 ]
 
@@ -38,6 +39,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         f"{r['mean_us']:.1f}±{r['stdev_us']:.1f}",
         f"{r['throughput_per_s']:.4g}",
         speed,
+        r.get("quality") or "",
         "noisy" if r["noisy"] else "",
     ]
 

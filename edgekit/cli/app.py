@@ -101,7 +101,7 @@ def load_bundle(bundle: Path, device: str, precision: str = "fp32") -> Any:
 
 DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | auto")]
 PrecisionOption = Annotated[
-    str, typer.Option(help="fp32 | int8 (a variant from edgekit quantize) | auto")
+    str, typer.Option(help="fp32 | int8 | fp16 (variants from edgekit quantize) | auto")
 ]
 
 

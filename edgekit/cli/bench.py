@@ -44,6 +44,10 @@ def bench(
     ] = None,
     duration: Annotated[float | None, typer.Option(help="or: timed seconds per case")] = None,
     rounds: Annotated[int, typer.Option(help="interleaved rounds across backends")] = 5,
+    precision: Annotated[
+        str,
+        typer.Option(help="all (fp32 and every variant in the bundle) or a list, e.g. fp32,int8"),
+    ] = "all",
     threads: Annotated[
         int | None, typer.Option(help="intra-op threads (default: the runtime's)")
     ] = None,
@@ -106,6 +110,7 @@ def bench(
             threads,
             cold_start,
             prog,
+            precision=precision,
         )
     finally:
         if prog.ctx is not None:

@@ -175,18 +175,28 @@ def verify(
 ) -> None:
     """Re-run the parity checks of a bundle against its source checkpoint; exit 0 or 1."""
     _require_steps(steps)
-    from edgekit.exporters.verify import verify_bundle
+    from edgekit.exporters.verify import verify_bundle, verify_variants
 
-    _print_verdict("verify", bundle, verify_bundle(bundle, checkpoint, steps), as_json)
+    report = verify_bundle(bundle, checkpoint, steps)
+    variants = verify_variants(bundle)  # each reduced-precision variant too
+    _print_verdict("verify", bundle, report, as_json, variants)
 
 
-def _print_verdict(command: str, bundle: Path, report: Any, as_json: bool) -> None:
+def _print_verdict(
+    command: str, bundle: Path, report: Any, as_json: bool, variants: list[Any] | None = None
+) -> None:
+    variants = variants or []
+    passed = report.passed and all(v.passed for v in variants)
     if as_json:
-        print_json(report.to_dict())
+        print_json(
+            {**report.to_dict(), "variants": [v.to_dict() for v in variants], "all_passed": passed}
+        )
     else:
         typer.echo(report.table())
-        typer.echo(f"{command}: {'PASS' if report.passed else 'FAIL'} ({bundle})")
-    if not report.passed:
+        for v in variants:
+            typer.echo(f"variant {v.summary()}")
+        typer.echo(f"{command}: {'PASS' if passed else 'FAIL'} ({bundle})")
+    if not passed:
         raise typer.Exit(1)
 
 
@@ -211,52 +221,6 @@ def check(
         from edgekit.runtimes.golden import replay
         from edgekit.runtimes.loader import with_precision
 
-        manifest = with_precision(read_manifest(bundle), precision)
+        manifest = with_precision(read_manifest(bundle), precision, registry.get(backend).device)
         report = replay(bundle, manifest, registry.open_backend(backend, bundle, manifest))
     _print_verdict("check", bundle, report, as_json)
-
-
-@app.command()
-@user_errors
-def quantize(
-    bundle: Annotated[Path, typer.Argument(help="a recurrent generation bundle")],
-    int8: Annotated[
-        bool, typer.Option("--int8", help="an int8 variant (dynamic quantization)")
-    ] = False,
-    per_channel: Annotated[
-        bool, typer.Option("--per-channel/--per-tensor", help="weight scales per output channel")
-    ] = True,
-    force: Annotated[
-        bool, typer.Option(help="rebuild an existing variant, or keep one that misses a gate")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print the variant's record as JSON")
-    ] = False,
-) -> None:
-    """Add a reduced-precision variant to a bundle, kept only if it passes its gates against torch."""
-    if not int8:
-        fail("say which variant to build: --int8", 2)
-    from edgekit.exporters.quantize import quantize_bundle
-
-    record = quantize_bundle(bundle, per_channel=per_channel, force=force)
-    if as_json:
-        print_json(record)
-        return
-    g = record["gates"]
-    typer.echo(
-        f"int8 variant: {bundle / record['file']} ({record['bytes_ratio']:.2f}x the fp32 file; "
-        f"quantized {record['quantized_ops']}; left in float {record['float_ops'] or 'nothing'})"
-    )
-    ppl = (
-        f"; perplexity {g['perplexity_int8']:.4g} vs torch {g['perplexity_torch']:.4g} "
-        f"({g['perplexity_delta']:+.2%})"
-        if "perplexity_delta" in g
-        else ""
-    )
-    divergence = g["first_greedy_divergence"]
-    typer.echo(
-        f"gates: top-1 agreement {g['top1_agreement']:.2%} (rollout), "
-        f"{g.get('top1_agreement_text', float('nan')):.2%} (held-out text){ppl}; greedy text "
-        + ("never leaves torch's" if divergence is None else f"leaves torch's at step {divergence}")
-        + f" over {g['rollout_steps']} steps; {'PASS' if g['passed'] else 'kept with --force'}"
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -118,6 +118,8 @@ def info(
         )
         for e in manifest.get("engines", []):
             typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
+        for v in manifest.get("variants", []):
+            typer.echo("  " + variant_line(v))
         golden = manifest.get("golden")
         if golden:
             rollout = golden.get("rollout", {}).get("steps")
@@ -146,3 +148,23 @@ def info(
     typer.echo(f"  data    {meta['data'].get('source')}")
     typer.echo("  metrics " + ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items()))
     typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
+
+
+def variant_line(v: dict[str, Any]) -> str:
+    """One line per reduced-precision variant: file, recipe, size, speed and its task gate."""
+    g = v.get("gates", {})
+    if "accuracy_delta" in g:
+        quality = f"accuracy {g['accuracy_delta']:+.2%}"
+    elif "perplexity_delta" in g:
+        quality = f"perplexity {g['perplexity_delta']:+.2%}"
+    else:
+        quality = f"output error {g.get('output_error', float('nan')):.2%}"
+    speed = g.get("speed", {}).get("ratio", float("nan"))
+    recipe = v.get("recipe", {})
+    return (
+        f"variant {v['precision']} {v['file']}: {recipe.get('mode')}"
+        + (" per-channel" if recipe.get("per_channel") and v["precision"] == "int8" else "")
+        + f", {v.get('bytes_ratio', float('nan')):.2f}x size, {speed:.2f}x latency (batch 1), "
+        + f"{quality} vs fp32; gates {'PASS' if g.get('passed') else 'missed (forced)'}; "
+        + f"use with --precision {v['precision']}"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgekit.errors import InputError
 from edgekit.exporters.check import parity_suite
@@ -47,3 +49,79 @@ def verify_bundle(
         graph = Path(bundle) / manifest["graph"]
         report.diagnosis = diagnose(plan, graph, tol["atol"], tol["rtol"])
     return report
+
+
+@dataclass
+class VariantVerdict:
+    """A reduced-precision variant, verified: made from this fp32 graph, replaying its golden
+    records within its own bounds, and still passing its task gates on held-out data."""
+
+    precision: str
+    file: str
+    stale: bool
+    report: ParityReport | None
+    gates: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            not self.stale
+            and self.report is not None
+            and self.report.passed
+            and bool(self.gates.get("passed"))
+        )
+
+    def summary(self) -> str:
+        if self.stale:
+            return (
+                f"{self.precision} {self.file}: STALE, made from another fp32 graph; rebuild it "
+                f"with edgekit quantize BUNDLE --{self.precision} --force"
+            )
+        assert self.report is not None
+        failures = "; ".join(self.gates.get("failures", [])) or "none"
+        return (
+            f"{self.precision} {self.file}: golden replay {'ok' if self.report.passed else 'FAIL'}, "
+            f"gates {'ok' if self.gates.get('passed') else 'FAIL'} (failures: {failures})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "file": self.file,
+            "stale": self.stale,
+            "passed": self.passed,
+            "report": self.report.to_dict() if self.report else None,
+            "gates": self.gates,
+        }
+
+
+def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
+    """Every variant of `bundle`, checked again (no timing: speed is not a verdict)."""
+    from edgekit.exporters.quantize.data import data_split_of
+    from edgekit.exporters.quantize.gates import measure
+    from edgekit.files import sha256_file
+    from edgekit.runtimes.golden import replay
+    from edgekit.runtimes.loader import with_precision
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    parent_sha = sha256_file(bundle / manifest["graph"])
+    split = data_split_of(manifest)[0] if manifest.get("variants") else None
+    verdicts = []
+    for v in manifest.get("variants", []):
+        if v.get("parent_sha256") != parent_sha:
+            verdicts.append(VariantVerdict(v["precision"], v["file"], True, None))
+            continue
+        seen = with_precision(manifest, v["precision"])
+        contract = IOContract.from_manifest(manifest)
+        backend = OrtBackend(bundle / v["file"], contract, optimization=seen["optimization"])
+        report = replay(bundle, seen, backend)
+        gates = measure(
+            bundle,
+            manifest,
+            bundle / v["file"],
+            split,
+            optimization=seen["optimization"],
+        )
+        verdicts.append(VariantVerdict(v["precision"], v["file"], False, report, gates))
+    return verdicts

@@ -37,8 +37,9 @@ def load(
     cuda_graph: bool = False,
     precision: str = "fp32",
 ) -> Any:
-    """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto"), at `precision` ("fp32",
-    "int8" for a variant made by `edgekit quantize`, or "auto": int8 on the CPU when there is one).
+    """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto"), at `precision`: "fp32",
+    "int8" or "fp16" (variants made by `edgekit quantize`), or "auto": on a CPU the int8 variant
+    when it measured faster than fp32, on a GPU the fp16 variant when there is one, else fp32.
 
     The manifest is validated and every file checked against its sha256 first. With
     `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
@@ -49,8 +50,10 @@ def load(
     from edgekit.runtimes.generator import Generator
 
     bundle = Path(bundle)
-    manifest = with_precision(read_manifest(bundle, verify=True), precision, device)
     name = backend_for_device(device, cuda_graph)
+    manifest = with_precision(
+        read_manifest(bundle, verify=True), precision, registry.get(name).device
+    )
     optimized = None
     if cache_optimized:  # beside, never inside, the bundle: it may be read-only
         optimized = cache_dir(bundle) / f"model.{device}.optimized.onnx"
@@ -67,8 +70,10 @@ def load(
 def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu") -> dict[str, Any]:
     """The manifest as a backend should see it at `precision`: the variant's graph and tolerances."""
     variants = {v["precision"]: v for v in manifest.get("variants", [])}
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     if precision == "auto":
-        precision = "int8" if "int8" in variants and device in ("cpu", "auto") else "fp32"
+        precision = auto_precision(variants, device)
     if precision == "fp32":
         return manifest
     if precision not in variants:
@@ -83,7 +88,21 @@ def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu"
         "graph": variant["file"],
         "tolerance": variant["tolerance"],
         "precision": precision,
+        "optimization": variant.get("optimization", "all"),
+        "case_atol": variant.get("case_atol", {}),
     }
+
+
+PRECISIONS = ("fp32", "int8", "fp16", "auto")
+
+
+def auto_precision(variants: dict[str, dict[str, Any]], device: str) -> str:
+    """int8 on a CPU when it measured faster there at quantize time; fp16 on a GPU; else fp32."""
+    if device == "cpu":
+        int8 = variants.get("int8")
+        faster = int8 is not None and int8.get("gates", {}).get("speed", {}).get("ratio", 1.0) < 1.0
+        return "int8" if faster else "fp32"
+    return "fp16" if "fp16" in variants else "fp32"
 
 
 # `device` as users name it -> the registry's backend; `auto` takes the first that can run here.

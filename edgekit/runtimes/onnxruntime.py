@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle_schema import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.iospec import IOContract
@@ -80,9 +81,26 @@ def provider_list(
     return providers
 
 
-def session_options(threads: int | None = None, optimized_model: Path | None = None) -> Any:
+# ORT graph optimisation levels by the names a variant's record uses ("session" in the manifest):
+# ORT 1.32 segfaults creating an fp16 LSTM session with all optimisations, so such a variant
+# records the highest level that opened it in a subprocess, and every session honours it.
+OPTIMIZATION_LEVELS = dict(
+    zip(
+        LEVEL_NAMES,  # "all", "extended", "basic", "disabled"
+        ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC", "ORT_DISABLE_ALL"),
+        strict=True,
+    )
+)
+
+
+def session_options(
+    threads: int | None = None, optimized_model: Path | None = None, optimization: str = "all"
+) -> Any:
     so = ort().SessionOptions()
-    so.graph_optimization_level = ort().GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise InputError(f"unknown graph optimisation level {optimization!r}")
+    level = OPTIMIZATION_LEVELS[optimization]
+    so.graph_optimization_level = getattr(ort().GraphOptimizationLevel, level)
     so.log_severity_level = 4  # fatal only: a failed run raises with the same message, once
     if threads is not None:
         if threads < 1:
@@ -134,6 +152,7 @@ class OrtBackend(Backend):
         cuda_graph: bool = False,
         trt_cache_dir: Path | None = None,
         trt_fp16: bool = False,
+        optimization: str = "all",
     ) -> None:
         super().__init__(contract)
         self.device = resolve_device(device)  # "cpu" | "cuda" | "tensorrt"
@@ -143,7 +162,7 @@ class OrtBackend(Backend):
         try:
             self.session = ort().InferenceSession(
                 str(model_path),
-                sess_options=session_options(threads, optimized_model),
+                sess_options=session_options(threads, optimized_model, optimization),
                 providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
             )
         except Exception as exc:  # ORT's own reason (bad protobuf, external data, ops), one line
@@ -224,6 +243,7 @@ def _open(
         options.optimized_model,
         cuda_graph,
         trt_cache,
+        optimization=str(manifest.get("optimization", "all")),
     )
 
 
@@ -256,5 +276,6 @@ for _name, _device, _graph, _rank, _summary in (
             open=partial(_open, _device, _graph),
             model_bytes=_graph_bytes,
             rank=_rank,
+            runs_variants=True,
         )
     )

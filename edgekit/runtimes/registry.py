@@ -33,6 +33,7 @@ class BackendEntry:
     open: Callable[[Path, Manifest, OpenOptions], Backend]
     model_bytes: Callable[[Path, Manifest], int]  # size of what it loads (graph, engine, weights)
     reference: bool = False  # the torch reference: needs torch and the source checkpoint
+    runs_variants: bool = False  # opens manifest["graph"]: can run a bundle's int8/fp16 variants
     rank: int = 50  # listing order (the reference first, then CPU, then GPU backends)
 
 

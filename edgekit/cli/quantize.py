@@ -1,0 +1,121 @@
+"""`edgekit quantize`: an int8 or fp16 variant of a bundle, kept only when it passes its gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgekit.cli.app import app, fail, print_json, user_errors
+
+
+@app.command()
+@user_errors
+def quantize(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
+    int8: Annotated[bool, typer.Option("--int8", help="an int8 variant")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="an fp16 variant (for GPUs)")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="int8: dynamic | static (default: static for convolutions, else dynamic)"
+        ),
+    ] = None,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="int8 weight scales per channel")
+    ] = True,
+    reduce_range: Annotated[
+        bool, typer.Option(help="int8: 7-bit weights (for CPUs without VNNI)")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="static int8: an .npz of real inputs (default: the model's own data)"),
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="rebuild an existing variant")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="keep a variant that misses its gates or does not pay (implies --replace)"
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Add a reduced-precision variant to a bundle, gated on held-out data against fp32 and torch."""
+    if int8 == fp16:
+        fail("say which variant to build: --int8 or --fp16 (one of them)", 2)
+    if fp16 and (mode or not per_channel or reduce_range or calibration):
+        fail("--mode, --per-tensor, --reduce-range and --calibration are int8 options", 2)
+    from edgekit.exporters.quantize import DoesNotPay, quantize_bundle
+
+    try:
+        record = quantize_bundle(
+            bundle,
+            "int8" if int8 else "fp16",
+            mode,
+            per_channel,
+            reduce_range,
+            force,
+            calibration,
+            replace=replace,
+        )
+    except DoesNotPay as exc:
+        typer.echo(str(exc))
+        return
+    if as_json:
+        print_json(record)
+        return
+    typer.echo(summary(bundle, record))
+
+
+def summary(bundle: Path, record: dict[str, Any]) -> str:
+    """The variant in a few lines: recipe, what stayed in float, size, gates and speed."""
+    g, speed = record["gates"], record["gates"]["speed"]
+    lines = [
+        f"{record['precision']} variant: {bundle / record['file']} "
+        f"({record['bytes_ratio']:.2f}x the fp32 file; {record['recipe']['why']})",
+        f"left in float: {', '.join(record['float_ops']) or 'nothing'}"
+        + (f" ({record['float_weight_share']:.0%} of the weights)" if record["float_ops"] else ""),
+        f"held out: {g.get('held_out', 'none')}",
+    ]
+    if "accuracy_delta" in g:
+        lines.append(
+            f"accuracy {g['accuracy_variant']:.2%} vs fp32 {g['accuracy_fp32']:.2%} "
+            f"({g['accuracy_delta']:+.2%}); top-1 agreement {g['top1_agreement']:.2%}"
+        )
+    if "perplexity_delta" in g:
+        divergence = g["first_greedy_divergence"]
+        drift = ", ".join(f"{k} {v:.2%}" for k, v in g["state_drift"].items())
+        lines += [
+            f"perplexity {g['perplexity_variant']:.4g} vs fp32 {g['perplexity_fp32']:.4g} "
+            f"({g['perplexity_delta']:+.2%}); next-token top-1 agreement "
+            f"{g['top1_agreement']:.2%} with torch's rollout, {g['top1_agreement_text']:.2%} "
+            "with fp32 on held-out text",
+            "greedy text "
+            + (
+                "never leaves torch's"
+                if divergence is None
+                else f"leaves torch's at step {divergence}"
+            )
+            + f" over {g['rollout_steps']} steps; state drift {drift} of the state's size",
+        ]
+    if "output_error" in g:
+        lines.append(f"output error {g['output_error']:.3%} of the outputs' size")
+    lines.append(
+        f"speed at batch 1, 1 thread: {speed['variant_us']:.0f} us vs fp32 {speed['fp32_us']:.0f} us "
+        f"({speed['ratio']:.2f}x)" + _speed_note(record["precision"], speed["ratio"])
+    )
+    lines.append(
+        "gates: PASS"
+        if g["passed"]
+        else "gates: MISSED (" + "; ".join(g["failures"]) + "), kept with --force"
+    )
+    return "\n".join(lines)
+
+
+def _speed_note(precision: str, ratio: float) -> str:
+    if precision == "fp16":
+        return " (fp16 is for GPUs: `--precision auto` uses it on a GPU, never on a CPU)"
+    if ratio >= 1:
+        return " (slower on this CPU: `--precision auto` keeps fp32 here)"
+    return ""

@@ -1,0 +1,179 @@
+"""`edgekit quantize`: derive an int8 or fp16 variant, gate it, and add it to the bundle atomically.
+
+1. pick a recipe from the graph (recipes.py), or refuse with the reason it does not pay;
+2. build the derived graph in a scratch folder and open it in a subprocess first, so an ONNX
+   Runtime crash is an error message, not a dead process;
+3. measure the gates (gates.py) on the model's held-out data (data.py);
+4. if a gate fails, rank the quantized nodes by how much each alone moves the outputs and retry
+   with the most sensitive ones kept in float (search.py);
+5. still failing: refuse (exit 1) unless --force. Passing: copy the bundle with the variant and its
+   manifest record into a temporary folder and swap it into place, so a reader never sees a
+   variant file the manifest does not list.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import CheckFailed, InputError
+from edgekit.exporters.quantize import gates as gates_mod
+from edgekit.exporters.quantize import recipes
+from edgekit.exporters.quantize.data import calibration_batches, calibration_note, data_split_of
+from edgekit.exporters.quantize.search import Job
+from edgekit.files import atomic_directory, sha256_file
+from edgekit.iospec import IOContract
+from edgekit.manifest import read_manifest, write_manifest
+from edgekit.runtimes.onnxruntime import OrtBackend
+
+USEFUL_BYTES_RATIO = 0.5  # a variant must be at most this size, or
+USEFUL_SPEED_RATIO = 0.95  # at most this latency, of the fp32 graph
+# replaying golden records on a reduced-precision graph: logits move by ~1e-2, so near ties may flip
+VARIANT_TOLERANCE = {"int8": {"atol": 5e-2, "rtol": 5e-2}, "fp16": {"atol": 1e-2, "rtol": 1e-2}}
+
+
+def variant_file(precision: str) -> str:
+    return f"model.{precision}.onnx"
+
+
+def quantize_bundle(
+    bundle: str | Path,
+    precision: str = "int8",
+    mode: str | None = None,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    force: bool = False,
+    calibration: Path | None = None,
+    bars: gates_mod.Bars = gates_mod.BARS,
+    replace: bool = False,
+) -> dict[str, Any]:
+    """Add the variant and return its manifest record. Raises recipes.DoesNotPay (nothing to do),
+    CheckFailed (a gate missed: nothing written) or InputError. `replace` rebuilds an existing
+    variant; `force` also keeps one that misses its gates (or does not pay)."""
+    import onnx
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    if not manifest.get("golden"):
+        raise InputError(
+            f"{bundle} has no golden records (exported by an older edgekit); re-export it"
+        )
+    name = variant_file(precision)
+    if any(v.get("file") == name for v in manifest.get("variants", [])) and not (replace or force):
+        raise InputError(f"{bundle / name} already exists; pass --replace to rebuild it")
+    parent = bundle / manifest["graph"]
+    contract = IOContract.from_manifest(manifest)
+    with tempfile.TemporaryDirectory(prefix=".edgekit-quantize-") as scratch:
+        source, prepared = recipes.prepare(parent, Path(scratch) / "source.onnx")
+        model = onnx.load(str(source))
+        recipe = recipes.choose(model, precision, mode, per_channel, reduce_range)
+        split, data_note = data_split_of(manifest)
+        batches = calibration_batches(split, calibration, contract, bundle, manifest)
+        out = Path(scratch) / name
+        job = Job(bundle, manifest, source, model, contract, split, batches, bars, out)
+        recipe, gates, tried = job.search(recipe, keep_failing=force)
+        if not gates["passed"] and not force:
+            kept = (
+                f"; kept up to {len(tried)} most sensitive node(s) in float first" if tried else ""
+            )
+            raise CheckFailed(
+                f"the {precision} variant misses its gates; nothing written: "
+                + "; ".join(gates["failures"])
+                + kept
+                + ("" if per_channel else "; per-channel weights usually pass: drop --per-tensor")
+            )
+        gates["speed"] = gates_mod.measure_speed(
+            bundle, manifest, out, split, gates["optimization"]
+        )
+        float_ops, float_share = recipes.float_share(model, recipe)
+        bytes_ratio = out.stat().st_size / parent.stat().st_size
+        if precision == "int8" and not (force or replace):
+            _refuse_if_useless(bytes_ratio, gates["speed"]["ratio"], float_ops, float_share)
+        record = {
+            "precision": precision,
+            "file": name,
+            "parent_sha256": sha256_file(parent),
+            "prepared": prepared,
+            "recipe": recipe.to_dict(),
+            "quantized_nodes": recipes.quantized_nodes(model, recipe),
+            "quantized_ops": _new_ops(parent, out),
+            "float_ops": float_ops,
+            "float_weight_share": float_share,
+            "calibration": calibration_note(recipe, batches, calibration, split),
+            "data": data_note,
+            "gates": gates,
+            "forced": not gates["passed"],
+            "bytes_ratio": bytes_ratio,
+            "tolerance": VARIANT_TOLERANCE[precision],
+            "optimization": gates.pop("optimization"),
+        }
+        record["case_atol"] = _case_tolerances(bundle, manifest, out, record)
+        _publish(bundle, out, record)
+    return record
+
+
+def _refuse_if_useless(
+    bytes_ratio: float, speed_ratio: float, float_ops: list[str], float_share: float
+) -> None:
+    """A variant neither smaller nor faster is not worth a file (a GRU: ORT keeps the cell float)."""
+    if bytes_ratio > USEFUL_BYTES_RATIO and speed_ratio > USEFUL_SPEED_RATIO:
+        left = (
+            f"{', '.join(float_ops)} stay in float ({float_share:.0%} of the weights), so "
+            if float_ops
+            else ""
+        )
+        raise recipes.DoesNotPay(
+            f"int8 does not pay for this model: {left}the variant measured {bytes_ratio:.2f}x the "
+            f"fp32 size and {speed_ratio:.2f}x its latency; nothing written (--force writes it)"
+        )
+
+
+def _case_tolerances(
+    bundle: Path, manifest: dict[str, Any], graph: Path, record: dict[str, Any]
+) -> dict[str, float]:
+    """Per golden case, twice the variant's distance from torch here (at least its tolerance):
+    `edgekit check --precision` then asks another device to compute the variant as this one did.
+    Random-input cases lie outside a static variant's calibrated ranges and drift far; real-data
+    cases stay close, so each gets its own bound rather than one loose bound for all."""
+    from edgekit.runtimes.golden import replay
+
+    contract = IOContract.from_manifest(manifest)
+    backend = OrtBackend(graph, contract, optimization=record["optimization"])
+    report = replay(bundle, {**manifest, "tolerance": record["tolerance"]}, backend)
+    floor = float(record["tolerance"]["atol"])
+    bounds = {}
+    for case in report.cases:
+        worst = max((o.max_abs for o in case.outputs), default=0.0)
+        if not case.error and np.isfinite(worst):
+            bounds[case.case] = max(floor, 2 * worst)
+    return bounds
+
+
+def _new_ops(parent: Path, variant: Path) -> dict[str, int]:
+    import onnx
+
+    def ops(path: Path) -> Counter[str]:
+        return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+    before, after = ops(parent), ops(variant)
+    return {op: n for op, n in sorted(after.items()) if op not in before}
+
+
+def _publish(bundle: Path, variant: Path, record: dict[str, Any]) -> None:
+    """Copy the bundle, add the variant and its record, swap the copy into place."""
+    with atomic_directory(bundle, force=True) as tmp:
+        manifest = read_manifest(bundle)  # again, under the lock: another variant may have landed
+        shutil.copytree(
+            bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", record["file"])
+        )
+        shutil.copy2(variant, tmp / record["file"])
+        manifest["variants"] = [
+            *(v for v in manifest.get("variants", []) if v.get("file") != record["file"]),
+            record,
+        ]
+        write_manifest(tmp, manifest)

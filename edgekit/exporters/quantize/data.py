@@ -1,0 +1,84 @@
+"""Held-out and calibration data for a variant: the model's own split, a file, or golden records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.exporters.quantize import recipes
+from edgekit.exporters.samples import Split, data_split, meta_of_manifest
+from edgekit.iospec import IOContract
+
+CALIBRATION_ROWS = 128
+
+
+def data_split_of(manifest: dict[str, Any]) -> tuple[Split | None, str]:
+    meta = meta_of_manifest(manifest)
+    if meta is None:
+        return None, "no data description (a user module): golden records and --calibration only"
+    try:
+        split = data_split(meta)
+    except (InputError, OSError) as exc:
+        return None, f"the model's data is unavailable ({exc}): golden records only"
+    return split, f"held-out: {split.label()}; calibration: the training split"
+
+
+def calibration_batches(
+    split: Split | None,
+    file: Path | None,
+    contract: IOContract,
+    bundle: Path,
+    manifest: dict[str, Any],
+) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds in batches of 16: --calibration, else the training split, else the
+    golden records' real inputs. Empty when there is nothing real (static int8 then refuses)."""
+    names = [t.name for t in contract.inputs if t.name not in {p.input for p in contract.state}]
+    if file is not None:
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                rows = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--calibration {file}: not a readable .npz ({exc})") from None
+        if sorted(rows) != sorted(names):
+            raise InputError(
+                f"--calibration {file}: has arrays {sorted(rows)}, expected the inputs {sorted(names)}"
+            )
+    elif split is not None:
+        rows = split.train
+    else:
+        with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
+            rows = {n: npz[k] for k in npz.files for n in names if k.endswith(f"/in/{n}")}
+        if len(rows) != len(names):
+            return []
+    count = min(len(v) for v in rows.values())
+    # spread over the split, not its first rows (which may all be one class)
+    pick = np.linspace(0, count - 1, num=min(count, CALIBRATION_ROWS)).astype(np.int64)
+    state = contract.zero_state(16)
+    return [
+        {
+            **{k: v[s : s + 16] for k, v in state.items()},
+            **{n: rows[n][pick[s : s + 16]] for n in names},
+        }
+        for s in range(0, len(pick), 16)
+        if len(pick[s : s + 16]) == 16 or not state
+    ]
+
+
+def calibration_note(
+    recipe: recipes.Recipe,
+    batches: list[dict[str, np.ndarray]],
+    file: Path | None,
+    split: Split | None,
+) -> str | None:
+    if recipe.mode != "static":
+        return None
+    rows = sum(len(next(iter(b.values()))) for b in batches)
+    where = (
+        str(file)
+        if file
+        else ("the training split" if split else "the golden records' real inputs")
+    )
+    return f"{rows} rows from {where}, MinMax"

@@ -1,0 +1,300 @@
+"""Acceptance gates for a reduced-precision variant, against the fp32 bundle and torch's records.
+
+Each gate is measured and reported; the ones with a bar decide:
+
+- classification: accuracy on held-out data within `max_accuracy_drop` of the fp32 bundle's (or one
+  example, when the held-out set has fewer than 200 rows), plus top-1 agreement with fp32;
+- regression and generic graphs: output error relative to the outputs' own magnitude;
+- language models: held-out perplexity within `max_perplexity_delta` of fp32, next-token top-1
+  agreement with torch (teacher-forced over its greedy rollout) and with fp32 on held-out text;
+  the first step where the variant's own greedy text leaves torch's, and the state drift relative
+  to the state's magnitude (an LSTM's cell state reaches the hundreds, h stays within 1) are
+  reported beside them.
+
+Held-out data is the model's own test split, rebuilt from the data description; without it, the
+gates fall back to torch's golden records (agreement only) and say so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.exporters.samples import Split
+from edgekit.iospec import IOContract
+from edgekit.runtimes.layout import Layout
+from edgekit.runtimes.onnxruntime import OrtBackend
+
+SMALL_HELD_OUT = 200  # below this many rows, one example is a coarser step than the accuracy bar
+TEXT_LIMIT = 20_000  # held-out characters scored for perplexity (the 2x256 LSTM: ~2 s per graph)
+SPEED_SECONDS = 2.0  # timing window, fp32 and variant interleaved
+
+
+@dataclass(frozen=True)
+class Bars:
+    max_accuracy_drop: float = 0.005  # 0.5 points
+    max_perplexity_delta: float = 0.01  # relative, either way
+    min_agreement: float = 0.99  # next-token / class top-1 agreement
+    max_output_error: float = 0.02  # regression/generic: ||variant - fp32|| / ||fp32||
+
+
+BARS = Bars()
+
+
+def measure(
+    bundle: Path,
+    manifest: dict[str, Any],
+    variant_graph: Path,
+    split: Split | None,
+    bars: Bars = BARS,
+    optimization: str = "all",
+) -> dict[str, Any]:
+    """Every gate for `variant_graph` (opened at ORT `optimization` level), with "passed" and the
+    "failures" that decided it."""
+    contract = IOContract.from_manifest(manifest)
+    fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1)
+    variant = OrtBackend(variant_graph, contract, threads=1, optimization=optimization)
+    with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
+        golden = {k: npz[k] for k in npz.files}
+    gates: dict[str, Any] = {"bars": asdict(bars)}
+    failures: list[str] = []
+    if manifest["task"] == "generate" and contract.state and contract.token_input:
+        _language_model(gates, failures, Layout.of(contract), golden, fp32, variant, split, bars)
+    else:
+        _outputs(gates, failures, manifest, contract, golden, fp32, variant, split, bars)
+    gates["failures"] = failures
+    gates["passed"] = not failures
+    return gates
+
+
+# --- classifiers, regressors, generic graphs ---------------------------------------------------------
+
+
+def _outputs(
+    gates: dict[str, Any],
+    failures: list[str],
+    manifest: dict[str, Any],
+    contract: IOContract,
+    golden: dict[str, np.ndarray],
+    fp32: OrtBackend,
+    variant: OrtBackend,
+    split: Split | None,
+    bars: Bars,
+) -> None:
+    first = contract.outputs[0].name
+    if split is not None:
+        gates["held_out"] = split.label()
+        ref, got = _batched(fp32, split.test, first), _batched(variant, split.test, first)
+    else:  # torch's real inputs and outputs from the golden records
+        keys = [k[: -len(f"/out/{first}")] for k in golden if k.endswith(f"/out/{first}")]
+        keys = [k for k in keys if any(n.startswith(f"{k}/in/") for n in golden)]
+        if not keys:
+            gates["held_out"] = "none: the bundle has no real inputs; pass --calibration data"
+            failures.append("no real inputs to measure the variant on")
+            return
+        gates["held_out"] = "torch's golden real inputs (no labelled data available)"
+        inputs = [
+            {n.split("/in/")[1]: v for n, v in golden.items() if n.startswith(f"{k}/in/")}
+            for k in keys
+        ]
+        ref = np.concatenate([golden[f"{k}/out/{first}"] for k in keys])
+        got = np.concatenate([_batched(variant, feeds, first) for feeds in inputs])
+    if manifest["task"] == "classify":
+        p32, p8 = _classes(ref), _classes(got)
+        gates["top1_agreement"] = float((p32 == p8).mean())
+        if split is not None and split.targets is not None:
+            n = len(split.targets)
+            gates["accuracy_fp32"] = float((p32 == split.targets).mean())
+            gates["accuracy_variant"] = float((p8 == split.targets).mean())
+            gates["accuracy_delta"] = gates["accuracy_variant"] - gates["accuracy_fp32"]
+            allowed = max(bars.max_accuracy_drop, 1.0 / n if n < SMALL_HELD_OUT else 0.0)
+            if gates["accuracy_delta"] < -allowed - 1e-12:
+                failures.append(
+                    f"held-out accuracy drops {-gates['accuracy_delta']:.2%} (allowed {allowed:.2%})"
+                )
+        elif gates["top1_agreement"] < bars.min_agreement:
+            failures.append(
+                f"top-1 agreement {gates['top1_agreement']:.2%} < {bars.min_agreement:.0%}"
+            )
+        return
+    error = float(np.linalg.norm(got - ref) / max(float(np.linalg.norm(ref)), 1e-12))
+    gates["output_error"] = error
+    if split is not None and split.targets is not None and manifest["task"] == "regress":
+        want = split.targets.reshape(ref.shape)
+        gates["rmse_fp32"] = float(np.sqrt(((ref - want) ** 2).mean()))
+        gates["rmse_variant"] = float(np.sqrt(((got - want) ** 2).mean()))
+    if error > bars.max_output_error:
+        failures.append(
+            f"output error {error:.2%} of the outputs' size > {bars.max_output_error:.0%}"
+        )
+
+
+def _batched(backend: OrtBackend, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+    rows = len(next(iter(feeds.values())))
+    return np.concatenate(
+        [
+            backend.run({k: v[s : s + 64] for k, v in feeds.items()})[output]
+            for s in range(0, rows, 64)
+        ]
+    )
+
+
+def _classes(out: np.ndarray) -> np.ndarray:
+    if out.shape[-1] == 1:  # one sigmoid probability
+        return (out[..., 0] >= 0.5).astype(np.int64)
+    return out.argmax(-1)
+
+
+# --- language models ----------------------------------------------------------------------------------
+
+
+def _language_model(
+    gates: dict[str, Any],
+    failures: list[str],
+    layout: Layout,
+    golden: dict[str, np.ndarray],
+    fp32: OrtBackend,
+    variant: OrtBackend,
+    split: Split | None,
+    bars: Bars,
+) -> None:
+    prompt, tokens, logits = (golden[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
+    state, agree = layout.zero_state(1), 0
+    for step, ids in enumerate([prompt, *(np.array([[t]], np.int64) for t in tokens)]):
+        out = variant.run({layout.tokens.name: layout.token_feed(ids), **state})
+        state = layout.state_after(out)
+        agree += int(
+            layout.last_logits(out[layout.logits.name])[0].argmax() == logits[step].argmax()
+        )
+    gates["top1_agreement"] = agree / (len(tokens) + 1)  # teacher-forced on torch's rollout
+    gates["state_drift"] = {  # after the whole rollout, relative to the state's magnitude
+        name: float(np.abs(state[name] - want).max() / max(float(np.abs(want).max()), 1e-12))
+        for name, want in (
+            (k[len("rollout/state/") :], v)
+            for k, v in golden.items()
+            if k.startswith("rollout/state/")
+        )
+    }
+    gates["first_greedy_divergence"] = _divergence(layout, variant, prompt, tokens)
+    gates["rollout_steps"] = len(tokens)
+    if split is not None and split.text is not None:
+        text = split.text[:TEXT_LIMIT]
+        gates["held_out"] = f"{len(text)} held-out characters"
+        z32, z8 = _stream_logits(layout, fp32, text), _stream_logits(layout, variant, text)
+    else:
+        key = next(
+            k[: -len("/in/" + layout.tokens.name)]
+            for k in golden
+            if k.endswith("/in/" + layout.tokens.name)
+        )
+        text = golden[f"{key}/in/{layout.tokens.name}"][0]
+        gates["held_out"] = f"{len(text)} held-out characters (from the golden records)"
+        z32 = golden[f"{key}/out/{layout.logits.name}"][0]
+        z8 = _stream_logits(layout, variant, text)
+    gates["perplexity_fp32"] = _perplexity(z32, text)
+    gates["perplexity_variant"] = _perplexity(z8, text)
+    gates["perplexity_delta"] = gates["perplexity_variant"] / gates["perplexity_fp32"] - 1
+    gates["top1_agreement_text"] = float((z32.argmax(-1) == z8.argmax(-1)).mean())
+    for name in ("top1_agreement", "top1_agreement_text"):
+        if gates[name] < bars.min_agreement:
+            failures.append(
+                f"{name.replace('_', ' ')} {gates[name]:.2%} < {bars.min_agreement:.0%}"
+            )
+    if abs(gates["perplexity_delta"]) > bars.max_perplexity_delta:
+        failures.append(
+            f"held-out perplexity {gates['perplexity_delta']:+.2%} vs fp32 "
+            f"(allowed ±{bars.max_perplexity_delta:.0%})"
+        )
+
+
+def _divergence(
+    layout: Layout, variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray
+) -> int | None:
+    """The first step where the variant's own greedy choice leaves torch's (None: never)."""
+    state, ids = layout.zero_state(1), prompt
+    for step, want in enumerate(tokens):
+        out = variant.run({layout.tokens.name: layout.token_feed(ids), **state})
+        state = layout.state_after(out)
+        token = int(layout.last_logits(out[layout.logits.name])[0].argmax())
+        if token != int(want):
+            return step
+        ids = np.array([[token]], np.int64)
+    return None
+
+
+def _stream_logits(
+    layout: Layout, backend: OrtBackend, text: np.ndarray, chunk: int = 256
+) -> np.ndarray:
+    """Logits (N, V) for one stream of token ids (N,), state carried across chunks."""
+    state, rows = layout.zero_state(1), []
+    for start in range(0, len(text), chunk):
+        ids = text[None, start : start + chunk]
+        out = backend.run({layout.tokens.name: layout.token_feed(ids), **state})
+        state = layout.state_after(out)
+        rows.append(
+            np.asarray(out[layout.logits.name]).reshape(-1, out[layout.logits.name].shape[-1])
+        )
+    return np.concatenate(rows)
+
+
+def _perplexity(logits: np.ndarray, text: np.ndarray) -> float:
+    """exp(mean NLL) of text[1:] under logits[:-1]: (N, V) float, (N,) ids."""
+    z = logits[:-1].astype(np.float64)
+    z -= z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(np.exp(-np.take_along_axis(logp, text[1:, None], -1).mean()))
+
+
+# --- speed ------------------------------------------------------------------------------------------
+
+
+def measure_speed(
+    bundle: Path,
+    manifest: dict[str, Any],
+    variant_graph: Path,
+    split: Split | None,
+    optimization: str,
+) -> dict[str, Any]:
+    contract = IOContract.from_manifest(manifest)
+    fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1)
+    variant = OrtBackend(variant_graph, contract, threads=1, optimization=optimization)
+    return _speed(contract, fp32, variant, split)
+
+
+def _speed(
+    contract: IOContract, fp32: OrtBackend, variant: OrtBackend, split: Split | None
+) -> dict[str, Any]:
+    """Median latency at batch 1 (language models: the bound greedy step the runtime uses), 1 thread,
+    fp32 and variant interleaved in the same process so machine noise hits both alike."""
+    if contract.state and contract.token_input:  # the runtime's own step: bound, greedy
+        calls, path = [fp32.greedy_step(1), variant.greedy_step(1)], "one greedy token step"
+    else:
+        sizes = {d: 1 for t in contract.inputs for d in t.shape if isinstance(d, str)}
+        feeds = contract.feeds(sizes, np.random.default_rng(0))
+        if split is not None and split.text is None:
+            feeds |= {k: v[:1] for k, v in split.test.items()}
+        calls, path = [fp32.prepared(feeds), variant.prepared(feeds)], "one call"
+    times: list[list[float]] = [[], []]
+    for call in calls:
+        for _ in range(20):  # warm-up
+            call()
+    budget = time.perf_counter() + SPEED_SECONDS
+    while time.perf_counter() < budget:
+        for call, seen in zip(calls, times, strict=True):
+            for _ in range(25):
+                start = time.perf_counter()
+                call()
+                seen.append(time.perf_counter() - start)
+    fp32_us, variant_us = (float(np.median(t)) * 1e6 for t in times)
+    return {
+        "path": path,
+        "batch": 1,
+        "threads": 1,
+        "fp32_us": fp32_us,
+        "variant_us": variant_us,
+        "ratio": variant_us / fp32_us,
+    }
