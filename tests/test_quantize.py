@@ -270,3 +270,53 @@ def test_a_calibration_file_must_name_the_inputs(
     assert result.exit_code == 2 and "expected the inputs ['image']" in result.output
     missing = invoke("generate", tiny_bundles["charlm"], "--precision", "int8")
     assert missing.exit_code == 2 and "has no int8 variant (it has: fp32)" in missing.output
+
+
+def test_your_own_module_is_quantized_too(tmp_path: Path) -> None:
+    """No data description: a matmul net is gated on torch's golden cases, a conv net needs
+    --calibration and is then gated on those rows (agreement with fp32)."""
+    import torch
+
+    from tests.user_modules import models as m
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(32, 256), torch.nn.ReLU(), torch.nn.Linear(256, 8)
+    ).eval()
+    axes = {"x": {0: "batch"}, "y": {0: "batch"}}
+    b, _ = edgekit.export(
+        mlp, torch.randn(4, 32), tmp_path / "mlp", input_names=["x"], output_names=["y"],
+        dynamic_axes=axes, task="regress",
+    )  # fmt: skip
+    record = quantize_bundle(b, "int8", force=True)  # a tiny net may not pay: keep it anyway
+    assert record["recipe"]["mode"] == "dynamic"
+    assert record["gates"]["held_out"].startswith("torch's golden shape cases")
+    assert record["gates"]["output_error"] < 0.02
+
+    torch.manual_seed(10)
+    vision_axes = {
+        "image": {0: "batch"},
+        "output.logits": {0: "batch"},
+        "output.features": {0: "batch"},
+    }
+    v, _ = edgekit.export(
+        m.VisionNet(), torch.randn(2, 3, 32, 32), tmp_path / "vision", input_names=["image"],
+        dynamic_axes=vision_axes, task="classify", labels=[str(i) for i in range(10)],
+    )  # fmt: skip
+    without = invoke("quantize", v, "--int8")
+    assert without.exit_code == 2 and "static int8 needs calibration data" in without.output
+    cal = tmp_path / "cal.npz"
+    np.savez(
+        cal, image=np.random.default_rng(0).standard_normal((64, 3, 32, 32)).astype(np.float32)
+    )
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, image=np.zeros((4, 3, 16, 16), np.float32))
+    wrong = invoke("quantize", v, "--int8", "--calibration", bad)
+    assert (
+        wrong.exit_code == 2 and "image is float32 [4, 3, 16, 16], expected float32" in wrong.output
+    )
+    result = invoke("quantize", v, "--int8", "--calibration", cal, "--force", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["recipe"]["mode"] == "static" and "rows of cal.npz" in record["gates"]["held_out"]
+    assert record["calibration"] == f"64 rows from {cal}, MinMax"

@@ -24,7 +24,12 @@ import numpy as np
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
-from edgekit.exporters.quantize.data import calibration_batches, calibration_note, data_split_of
+from edgekit.exporters.quantize.data import (
+    calibration_batches,
+    calibration_note,
+    data_split_of,
+    held_out_from,
+)
 from edgekit.exporters.quantize.search import Job
 from edgekit.files import atomic_directory, sha256_file
 from edgekit.iospec import IOContract
@@ -73,6 +78,9 @@ def quantize_bundle(
         model = onnx.load(str(source))
         recipe = recipes.choose(model, precision, mode, per_channel, reduce_range)
         split, data_note = data_split_of(manifest)
+        if split is None and calibration is not None:
+            split = held_out_from(calibration, contract)
+            data_note += f"; gates measured on --calibration {calibration.name}"
         batches = calibration_batches(split, calibration, contract, bundle, manifest)
         out = Path(scratch) / name
         job = Job(bundle, manifest, source, model, contract, split, batches, bars, out)

@@ -37,15 +37,7 @@ def calibration_batches(
     golden records' real inputs. Empty when there is nothing real (static int8 then refuses)."""
     names = [t.name for t in contract.inputs if t.name not in {p.input for p in contract.state}]
     if file is not None:
-        try:
-            with np.load(file, allow_pickle=False) as npz:
-                rows = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--calibration {file}: not a readable .npz ({exc})") from None
-        if sorted(rows) != sorted(names):
-            raise InputError(
-                f"--calibration {file}: has arrays {sorted(rows)}, expected the inputs {sorted(names)}"
-            )
+        rows = read_calibration(file, contract)
     elif split is not None:
         rows = split.train
     else:
@@ -65,6 +57,37 @@ def calibration_batches(
         for s in range(0, len(pick), 16)
         if len(pick[s : s + 16]) == 16 or not state
     ]
+
+
+def read_calibration(file: Path, contract: IOContract) -> dict[str, np.ndarray]:
+    """The arrays of a --calibration .npz, one per (non-state) input, checked against the contract."""
+    specs = {t.name: t for t in contract.inputs if t.name not in {p.input for p in contract.state}}
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            rows = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"--calibration {file}: not a readable .npz ({exc})") from None
+    if sorted(rows) != sorted(specs):
+        raise InputError(
+            f"--calibration {file}: has arrays {sorted(rows)}, expected the inputs {sorted(specs)}"
+        )
+    for name, spec in specs.items():
+        a = rows[name]
+        fixed_ok = len(a.shape) == len(spec.shape) and all(
+            isinstance(d, str) or d == n for d, n in zip(spec.shape, a.shape, strict=True)
+        )
+        if not fixed_ok or a.dtype != np.dtype(spec.dtype) or a.shape[0] == 0:
+            raise InputError(
+                f"--calibration {file}: {name} is {a.dtype} {list(a.shape)}, expected "
+                f"{spec.dtype} {list(spec.shape)} with at least one row"
+            )
+    return rows
+
+
+def held_out_from(file: Path, contract: IOContract) -> Split:
+    """Without the model's own data, its --calibration rows are what the gates measure on."""
+    rows = read_calibration(file, contract)
+    return Split(rows, rows, None, f"rows of {file.name} (no labels: agreement with fp32)")
 
 
 def calibration_note(

@@ -18,7 +18,7 @@ gates fall back to torch's golden records (agreement only) and say so.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,49 +60,44 @@ def measure(
     variant = OrtBackend(variant_graph, contract, threads=1, optimization=optimization)
     with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
         golden = {k: npz[k] for k in npz.files}
-    gates: dict[str, Any] = {"bars": asdict(bars)}
-    failures: list[str] = []
+    run = _Run(golden, fp32, variant, split, bars, {"bars": asdict(bars)})
     if manifest["task"] == "generate" and contract.state and contract.token_input:
-        _language_model(gates, failures, Layout.of(contract), golden, fp32, variant, split, bars)
+        _language_model(run, Layout.of(contract))
     else:
-        _outputs(gates, failures, manifest, contract, golden, fp32, variant, split, bars)
-    gates["failures"] = failures
-    gates["passed"] = not failures
-    return gates
+        _outputs(run, manifest, contract)
+    return {**run.gates, "failures": run.failures, "passed": not run.failures}
+
+
+@dataclass
+class _Run:
+    """What every gate reads (torch's golden arrays, both graphs, the held-out split, the bars)
+    and what it writes (its measurements, and a line per missed bar)."""
+
+    golden: dict[str, np.ndarray]
+    fp32: OrtBackend
+    variant: OrtBackend
+    split: Split | None
+    bars: Bars
+    gates: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
 
 
 # --- classifiers, regressors, generic graphs ---------------------------------------------------------
 
 
-def _outputs(
-    gates: dict[str, Any],
-    failures: list[str],
-    manifest: dict[str, Any],
-    contract: IOContract,
-    golden: dict[str, np.ndarray],
-    fp32: OrtBackend,
-    variant: OrtBackend,
-    split: Split | None,
-    bars: Bars,
-) -> None:
+def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
+    gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
+    fp32, variant = run.fp32, run.variant
     first = contract.outputs[0].name
     if split is not None:
         gates["held_out"] = split.label()
         ref, got = _batched(fp32, split.test, first), _batched(variant, split.test, first)
-    else:  # torch's real inputs and outputs from the golden records
-        keys = [k[: -len(f"/out/{first}")] for k in golden if k.endswith(f"/out/{first}")]
-        keys = [k for k in keys if any(n.startswith(f"{k}/in/") for n in golden)]
-        if not keys:
-            gates["held_out"] = "none: the bundle has no real inputs; pass --calibration data"
-            failures.append("no real inputs to measure the variant on")
-            return
-        gates["held_out"] = "torch's golden real inputs (no labelled data available)"
-        inputs = [
-            {n.split("/in/")[1]: v for n, v in golden.items() if n.startswith(f"{k}/in/")}
-            for k in keys
-        ]
-        ref = np.concatenate([golden[f"{k}/out/{first}"] for k in keys])
-        got = np.concatenate([_batched(variant, feeds, first) for feeds in inputs])
+    else:  # torch's own outputs, from the golden records
+        cases, gates["held_out"] = _golden_cases(manifest, contract, golden)
+        ref = np.concatenate([out[first].reshape(-1, out[first].shape[-1]) for _, out in cases])
+        got = np.concatenate(
+            [variant.run(feeds)[first].reshape(-1, ref.shape[-1]) for feeds, _ in cases]
+        )
     if manifest["task"] == "classify":
         p32, p8 = _classes(ref), _classes(got)
         gates["top1_agreement"] = float((p32 == p8).mean())
@@ -133,6 +128,28 @@ def _outputs(
         )
 
 
+def _golden_cases(
+    manifest: dict[str, Any], contract: IOContract, golden: dict[str, np.ndarray]
+) -> tuple[list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]], str]:
+    """(feeds, torch's outputs) of the golden records' real cases; without any (a user module
+    exported without data), of the shape cases, whose random inputs are regenerated from seeds."""
+    cases = manifest["golden"]["cases"]
+    real = [c for c in cases if "seed" not in c]
+
+    def section(key: str, part: str) -> dict[str, np.ndarray]:
+        prefix = f"{key}/{part}/"
+        return {k[len(prefix) :]: v for k, v in golden.items() if k.startswith(prefix)}
+
+    if real:
+        pairs = [(section(c["key"], "in"), section(c["key"], "out")) for c in real]
+        return pairs, "torch's golden real inputs (no labelled data available)"
+    pairs = [
+        (contract.feeds(c["sizes"], np.random.default_rng(c["seed"])), section(c["key"], "out"))
+        for c in cases
+    ]
+    return pairs, "torch's golden shape cases (random inputs: pass --calibration for real data)"
+
+
 def _batched(backend: OrtBackend, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
     rows = len(next(iter(feeds.values())))
     return np.concatenate(
@@ -152,16 +169,9 @@ def _classes(out: np.ndarray) -> np.ndarray:
 # --- language models ----------------------------------------------------------------------------------
 
 
-def _language_model(
-    gates: dict[str, Any],
-    failures: list[str],
-    layout: Layout,
-    golden: dict[str, np.ndarray],
-    fp32: OrtBackend,
-    variant: OrtBackend,
-    split: Split | None,
-    bars: Bars,
-) -> None:
+def _language_model(run: _Run, layout: Layout) -> None:
+    gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
+    fp32, variant = run.fp32, run.variant
     prompt, tokens, logits = (golden[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
     state, agree = layout.zero_state(1), 0
     for step, ids in enumerate([prompt, *(np.array([[t]], np.int64) for t in tokens)]):
