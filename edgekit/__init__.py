@@ -22,11 +22,12 @@ def load(
     cache_optimized: bool = False,
     cuda_graph: bool = False,
     precision: str = "fp32",
+    step_graph: bool = True,
 ) -> Any:
     """Load a bundle: a Classifier, Regressor or Generator, as its manifest says (torch-free)."""
     from edgekit.runtimes.loader import load as _load
 
-    return _load(bundle, device, threads, cache_optimized, cuda_graph, precision)
+    return _load(bundle, device, threads, cache_optimized, cuda_graph, precision, step_graph)
 
 
 def export(*args: Any, **kwargs: Any) -> Any:

@@ -26,6 +26,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "engines": ((list,), False),
     "variants": ((list,), False),
     "golden": ((dict,), False),
+    "step_graph": ((dict, type(None)), False),
     "vocab": ((list, type(None)), False),
     "labels": ((list, type(None)), False),
     "preprocess": ((dict, type(None)), False),
@@ -63,6 +64,9 @@ def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     golden = manifest.get("golden")
     if isinstance(golden, dict):
         named.append(("golden.file", golden.get("file")))
+    step = manifest.get("step_graph")
+    if isinstance(step, dict) and step.get("used"):
+        named.append(("step_graph.file", step.get("file")))
     return named
 
 

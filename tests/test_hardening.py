@@ -241,6 +241,18 @@ CATALOGUE: list[tuple[str, Setup, int, str]] = [
         2,
         "tolerance.atol must be a finite number",
     ),
+    (
+        "step graph escapes",
+        edit_manifest(_set("step_graph", {"used": True, "file": "../model.onnx"})),
+        2,
+        "step_graph.file '../model.onnx' is not a plain file name inside the bundle",
+    ),
+    (
+        "step graph unlisted",
+        edit_manifest(_set("step_graph", {"used": True, "file": "step.onnx"})),
+        2,
+        "step_graph.file 'step.onnx' is not listed (and hashed) in files",
+    ),
     # a reduced-precision variant's record decides which graph and which bounds are used
     (
         "variant precision",

@@ -32,6 +32,7 @@ from edgekit.exporters.plan import (
     plan_from_checkpoint,
     plan_from_module,
 )
+from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.iospec import IOContract
 from edgekit.manifest import SCHEMA, SCHEMA_VERSION, write_manifest
@@ -173,6 +174,7 @@ def write_bundle(
             )
         chosen = attempts[-1]["exporter"]
         golden = write_golden(tmp, plan, reference, steps)
+        step_graph = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
         import edgekit
 
         finalize_graph(
@@ -198,6 +200,7 @@ def write_bundle(
             "tolerance": {"atol": atol, "rtol": rtol},
             "parity": {**report.to_dict(), "real_data_note": plan.real_note},
             "golden": golden,
+            **({"step_graph": step_graph} if step_graph else {}),
             "versions": _versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -36,6 +36,7 @@ def load(
     cache_optimized: bool = False,
     cuda_graph: bool = False,
     precision: str = "fp32",
+    step_graph: bool = True,
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto"), at `precision`: "fp32",
     "int8" or "fp16" (variants made by `edgekit quantize`), or "auto": on a CPU the int8 variant
@@ -45,6 +46,8 @@ def load(
     `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
     loading never writes into the bundle). `cuda_graph` (device "cuda") captures the Generator's
     one-token step in ORT CUDA graphs. The TensorRT EP keeps its engines in the same cache.
+    A recurrent bundle steps on its one-token step graph when export found that faster
+    (`step_graph=False` steps on the sequence graph, e.g. to compare).
     """
     from edgekit.runtimes.classifier import Classifier, Regressor
     from edgekit.runtimes.generator import Generator
@@ -57,7 +60,7 @@ def load(
     optimized = None
     if cache_optimized:  # beside, never inside, the bundle: it may be read-only
         optimized = cache_dir(bundle) / f"model.{device}.optimized.onnx"
-    options = registry.OpenOptions(threads, optimized)
+    options = registry.OpenOptions(threads, optimized, step_graph=step_graph)
     backend = registry.open_backend(name, bundle, manifest, options)
     if device == "auto":
         log.info("device auto -> %s", backend.device)
@@ -90,6 +93,7 @@ def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu"
         "precision": precision,
         "optimization": variant.get("optimization", "all"),
         "case_atol": variant.get("case_atol", {}),
+        "step_graph": None,  # the step graph is fp32: a variant steps on its own graph
     }
 
 

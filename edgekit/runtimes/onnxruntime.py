@@ -153,22 +153,23 @@ class OrtBackend(Backend):
         trt_cache_dir: Path | None = None,
         trt_fp16: bool = False,
         optimization: str = "all",
+        step_graph: Path | None = None,
     ) -> None:
         super().__init__(contract)
         self.device = resolve_device(device)  # "cpu" | "cuda" | "tensorrt"
         if cuda_graph and self.device != "cuda":
             raise InputError(f"CUDA graphs need device 'cuda', not {self.device!r}")
         self.cuda_graph = cuda_graph
-        try:
-            self.session = ort().InferenceSession(
-                str(model_path),
-                sess_options=session_options(threads, optimized_model, optimization),
-                providers=provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16),
-            )
-        except Exception as exc:  # ORT's own reason (bad protobuf, external data, ops), one line
-            reason = " ".join(str(exc).split())[:500]
-            raise InputError(f"ONNX Runtime cannot load {model_path}: {reason}") from None
+        options = session_options(threads, optimized_model, optimization)
+        providers = provider_list(self.device, cuda_graph, trt_cache_dir, trt_fp16)
+        self.session = self._open_session(model_path, options, providers)
         check_interface(self.session, contract, model_path)
+        # A one-token graph beside the sequence graph (exporters/step_graph.py): the bound stepper
+        # runs steps on it and prefill on the sequence graph; both read and write the same state.
+        self.step_session: Any = None
+        if step_graph is not None:
+            self.step_session = self._open_session(step_graph, options, providers)
+            check_interface(self.step_session, contract, step_graph)
         self.name = f"ort-{self.device}"
         # With CUDA graphs on, ORT would capture any run; calls with varying shapes (plain runs,
         # prefill) must opt out with gpu_graph_id -1. Without graphs, pass no RunOptions at all.
@@ -178,6 +179,14 @@ class OrtBackend(Backend):
             self.uncaptured = ort().RunOptions()
             self.uncaptured.add_run_config_entry("gpu_graph_id", "-1")
         self._outputs = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _open_session(path: str | Path, options: Any, providers: Any) -> Any:
+        try:
+            return ort().InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # ORT's own reason (bad protobuf, external data, ops), one line
+            reason = " ".join(str(exc).split())[:500]
+            raise InputError(f"ONNX Runtime cannot load {path}: {reason}") from None
 
     def graph_run_options(self) -> Any:
         """RunOptions with a CUDA graph id of its own: each fixed-shape binding gets its own graph."""
@@ -244,7 +253,14 @@ def _open(
         cuda_graph,
         trt_cache,
         optimization=str(manifest.get("optimization", "all")),
+        step_graph=step_graph_of(bundle, manifest) if options.step_graph else None,
     )
+
+
+def step_graph_of(bundle: Path, manifest: Mapping[str, Any]) -> Path | None:
+    """The bundle's one-token step graph, when export found it faster (and this is fp32)."""
+    record = manifest.get("step_graph") or {}
+    return Path(bundle) / record["file"] if record.get("used") and record.get("file") else None
 
 
 def _provider_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:

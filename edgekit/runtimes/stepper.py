@@ -112,7 +112,9 @@ class BoundStepper(_Buffers):
     def __init__(self, backend: Any, batch: int) -> None:
         super().__init__(backend.layout, batch)
         ort = _ort()
-        self.session = backend.session
+        self.session = backend.session  # prefill: the sequence graph
+        # steps: the one-token graph when the backend has one (same state layout and names)
+        self.step_session = getattr(backend, "step_session", None) or backend.session
         self.uncaptured = backend.uncaptured
         self.graph = backend.cuda_graph
         on_gpu = backend.device != "cpu"
@@ -147,7 +149,7 @@ class BoundStepper(_Buffers):
         self.reset()
 
     def _binding(self, k: int) -> Any:
-        binding = self.session.io_binding()
+        binding = self.step_session.io_binding()
         binding.bind_ortvalue_input(self.layout.tokens.name, self._token_value)
         binding.bind_ortvalue_output(self.layout.logits.name, self._logits_value)
         for name_in, name_out in self.layout.pairs:
@@ -159,12 +161,12 @@ class BoundStepper(_Buffers):
         """Advance every stream by the tokens in `self.tokens`; return logits (B, V) (a view)."""
         if self.graph:
             self._token_value.update_inplace(self.tokens)
-            self.session.run_with_iobinding(
+            self.step_session.run_with_iobinding(
                 self.bindings[self.current], self.run_options[self.current]
             )
             self.logits[...] = self._logits_value.numpy()
         else:
-            self.session.run_with_iobinding(self.bindings[self.current])
+            self.step_session.run_with_iobinding(self.bindings[self.current])
         self.current ^= 1
         return self.next_logits
 

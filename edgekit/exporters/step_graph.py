@@ -1,0 +1,271 @@
+"""A one-token step graph for the recurrent zoo models, exported beside the sequence graph.
+
+The sequence graph serves any T (prompt prefill) and carries the glue a dynamic time axis needs
+(Transpose, Slice, Squeeze, Concat around the RNN ops, a one-hot product at the input). At T = 1
+that glue is most of a step. The step graph is the same function for T = 1 only:
+
+- layer 0's input projection is a row gather from a (V, G) table (the one-hot or embedding input
+  multiplied out in advance, its bias folded in);
+- each further layer is one matrix product over [x, h] (GRU: two, since its candidate gate scales
+  the recurrent part by r) and the gate math;
+- the head is one Gemm.
+
+It is checked against the torch reference over random states and a teacher-forced rollout, timed
+against the sequence graph's step, and used by the runtime for steps only where it is faster.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekit.iospec import IOContract
+from edgekit.models.charlm import CharLM
+from edgekit.parity import compare_outputs
+from edgekit.runtimes.base import Backend
+from edgekit.runtimes.onnxruntime import OrtBackend
+
+STEP_GRAPH = "model.step.onnx"
+KIND = {"lstm": "lstm", "scratch-lstm": "lstm", "gru": "gru", "rnn": "rnn", "scratch-rnn": "rnn"}
+USE_BELOW = 0.97  # the step graph is used when its step takes at most this share of the other's
+
+
+def _layer_weights(lm: CharLM, k: int) -> tuple[torch.Tensor, ...]:
+    """(W_x (G, I), W_h (G, H), b_x (G,), b_h (G,)) of layer k, gates in torch's order
+    (LSTM i, f, g, o; GRU r, z, n). G is the gate width: 4H, 3H or H."""
+    cell, h = lm.config.cell, lm.config.hidden
+    if lm.rnn is not None:
+        get = lambda name: getattr(lm.rnn, f"{name}_l{k}").detach()  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+    layer: Any = lm.cells[k]
+    if cell == "scratch-rnn":  # i2h over cat[x, h]
+        w, b = layer.i2h.weight.detach(), layer.i2h.bias.detach()
+        return w[:, :-h], w[:, -h:], b, torch.zeros_like(b)
+    # scratch-lstm: gates over cat[h, x], chunks f, i, g, o -> torch's i, f, g, o
+    w, b = layer.gates.weight.detach(), layer.gates.bias.detach()
+    order = _gate_rows(h, (1, 0, 2, 3))
+    w, b = w[order], b[order]
+    return w[:, h:], w[:, :h], b, torch.zeros_like(b)
+
+
+def _gate_rows(h: int, chunks: tuple[int, ...]) -> torch.Tensor:
+    """Row indices that put the H-row chunks of a gate matrix in the order `chunks`."""
+    return torch.cat([torch.arange(c * h, (c + 1) * h) for c in chunks])
+
+
+def _ifog(weights: tuple[torch.Tensor, ...], h: int) -> tuple[torch.Tensor, ...]:
+    """LSTM gates i, f, g, o -> i, f, o, g: the three sigmoid gates side by side, one Sigmoid."""
+    order = _gate_rows(h, (0, 1, 3, 2))
+    return tuple(w[order] for w in weights)
+
+
+class StepLM(nn.Module):
+    """tokens (B, 1), state (L, B, H) ... -> logits (B, 1, V), new state: one CharLM step."""
+
+    table: torch.Tensor  # (V, G): layer 0's gate pre-activations per token, biases folded in
+    wh0: torch.Tensor  # (H, G)
+    bh0: torch.Tensor  # (G,) GRU's recurrent bias (kept apart: r scales it); empty otherwise
+
+    def __init__(self, lm: CharLM) -> None:
+        super().__init__()
+        cfg = lm.config
+        self.kind, self.layers, self.hidden = KIND[cfg.cell], cfg.layers, cfg.hidden
+        with torch.no_grad():
+            inputs = (
+                lm.embedding.weight.detach()
+                if lm.embedding is not None
+                else torch.eye(cfg.vocab_size)
+            )  # (V, I): what layer 0 sees for each token
+            weights = lambda k: (  # noqa: E731
+                _ifog(_layer_weights(lm, k), cfg.hidden)
+                if self.kind == "lstm"
+                else _layer_weights(lm, k)
+            )
+            wx, wh, bx, bh = weights(0)
+            gru = self.kind == "gru"
+            self.register_buffer("table", inputs @ wx.T + bx + (0 if gru else bh))  # (V, G)
+            self.register_buffer("wh0", wh.T.contiguous())  # (H, G)
+            self.register_buffer("bh0", bh if gru else torch.zeros(0))
+            for k in range(1, cfg.layers):
+                wx, wh, bx, bh = weights(k)
+                if gru:  # x and h projections stay apart
+                    self.register_buffer(f"wx{k}", wx.T.contiguous())
+                    self.register_buffer(f"wh{k}", wh.T.contiguous())
+                    self.register_buffer(f"bx{k}", bx)
+                    self.register_buffer(f"bh{k}", bh)
+                else:  # one product over [x, h]
+                    self.register_buffer(f"w{k}", torch.cat([wx, wh], 1).T.contiguous())
+                    self.register_buffer(f"b{k}", bx + bh)
+            self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+            self.head.load_state_dict(lm.head.state_dict())
+
+    def _cell(
+        self, gx: torch.Tensor, gh: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # gx: (B, G), the summed gate pre-activations (GRU: x part only; gh: the h part)
+        if self.kind == "rnn":
+            return torch.tanh(gx), None
+        if self.kind == "lstm":
+            assert c is not None
+            ifo, g = gx.split([3 * self.hidden, self.hidden], dim=1)  # fixed sizes: no shape math
+            i, f, o = torch.sigmoid(ifo).split(self.hidden, dim=1)
+            c = f * c + i * torch.tanh(g)
+            return o * torch.tanh(c), c
+        assert gh is not None
+        xrz, xn = gx.split([2 * self.hidden, self.hidden], dim=1)
+        hrz, hn = gh.split([2 * self.hidden, self.hidden], dim=1)
+        r, z = torch.sigmoid(xrz + hrz).split(self.hidden, dim=1)
+        n = torch.tanh(xn + r * hn)
+        return n + z * (h - n), None  # = (1 - z) n + z h
+
+    def _buffer(self, name: str) -> torch.Tensor:
+        value = getattr(self, name)
+        assert isinstance(value, torch.Tensor)
+        return value
+
+    def forward(self, tokens: torch.Tensor, h: torch.Tensor, *rest: torch.Tensor) -> Any:
+        c = rest[0] if rest else None
+        x = self.table[tokens[:, 0]]  # (B, G): layer 0's input projection, one row per stream
+        hs, cs = [], []
+        for k in range(self.layers):
+            hk, ck = h[k], (c[k] if c is not None else None)
+            if k == 0:
+                gx = x if self.kind == "gru" else x + hk @ self.wh0
+                gh = hk @ self.wh0 + self.bh0 if self.kind == "gru" else None
+            elif self.kind == "gru":
+                gx = x @ self._buffer(f"wx{k}") + self._buffer(f"bx{k}")
+                gh = hk @ self._buffer(f"wh{k}") + self._buffer(f"bh{k}")
+            else:
+                gx = torch.cat([x, hk], 1) @ self._buffer(f"w{k}") + self._buffer(f"b{k}")
+                gh = None
+            x, ck = self._cell(gx, gh, hk, ck)
+            hs.append(x)
+            cs.append(ck)
+        logits = self.head(x)[:, None]  # (B, 1, V)
+        if c is None:
+            return logits, torch.stack(hs)
+        return logits, torch.stack(hs), torch.stack([s for s in cs if s is not None])
+
+
+def export_step_graph(lm: CharLM, contract: IOContract, path: Path) -> None:
+    step = StepLM(lm).eval()
+    names = [t.name for t in contract.inputs]
+    feeds = contract.feeds({"batch": 2, "time": 1}, np.random.default_rng(0))
+    batch_axes = {
+        t.name: {t.shape.index("batch"): "batch"} for t in [*contract.inputs, *contract.outputs]
+    }
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        _export(step, feeds, names, contract, batch_axes, path)
+
+
+def _export(
+    step: StepLM,
+    feeds: dict[str, np.ndarray],
+    names: list[str],
+    contract: IOContract,
+    batch_axes: dict[str, dict[int, str]],
+    path: Path,
+) -> None:
+    # traced (TorchScript) at T = 1: the layer loop unrolls, the graph has no Loop and no time axis
+    torch.onnx.export(
+        step,
+        tuple(torch.from_numpy(feeds[n]) for n in names),
+        str(path),
+        input_names=names,
+        output_names=[t.name for t in contract.outputs],
+        dynamic_axes=batch_axes,
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def check_step_graph(
+    reference: Backend, step: OrtBackend, contract: IOContract, atol: float, rtol: float, steps: int
+) -> list[str]:
+    """Failures of the step graph against torch: random states at batch 1 and 3, then a
+    teacher-forced greedy rollout from zero state (torch's tokens fed to both)."""
+    layout = step.layout
+    failures = []
+    rng = np.random.default_rng(7)
+    for batch in (1, 3):
+        feeds = contract.feeds({"batch": batch, "time": 1}, rng)
+        for name, zeros in layout.zero_state(batch).items():  # states a trained model reaches
+            feeds[name] = rng.standard_normal(zeros.shape).astype(np.float32)
+        diffs = compare_outputs(reference.run(feeds), step.run(feeds), atol, rtol)
+        failures += [f"B={batch} {d.name}: max abs {d.max_abs:.3g}" for d in diffs if not d.passed]
+    state_ref = state_step = layout.zero_state(1)
+    token = np.zeros((1, 1), np.int64)
+    for k in range(steps):
+        want = reference.run({layout.tokens.name: token, **state_ref})
+        got = step.run({layout.tokens.name: token, **state_step})
+        bad = [d for d in compare_outputs(want, got, atol, rtol) if not d.passed]
+        if bad:
+            failures.append(f"rollout step {k}: {bad[0].name} max abs {bad[0].max_abs:.3g}")
+            break
+        state_ref, state_step = layout.state_after(want), layout.state_after(got)
+        token = np.array([[int(want[layout.logits.name][0, -1].argmax())]], np.int64)
+    return failures
+
+
+def step_speed(sequence: OrtBackend, step: OrtBackend, seconds: float = 1.0) -> dict[str, Any]:
+    """Median greedy step (bound, batch 1) of each graph, interleaved in one process."""
+    calls = [sequence.greedy_step(1), step.greedy_step(1)]
+    times: list[list[float]] = [[], []]
+    for call in calls:
+        for _ in range(20):
+            call()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for call, seen in zip(calls, times, strict=True):
+            for _ in range(25):
+                start = time.perf_counter()
+                call()
+                seen.append(time.perf_counter() - start)
+    sequence_us, step_us = (float(np.median(t)) * 1e6 for t in times)
+    return {"sequence_us": sequence_us, "step_us": step_us, "ratio": step_us / sequence_us}
+
+
+def add_step_graph(
+    bundle: Path,
+    module: nn.Module,
+    contract: IOContract,
+    reference: Backend,
+    atol: float,
+    rtol: float,
+    steps: int,
+) -> dict[str, Any] | None:
+    """Export, check and time a step graph into `bundle` (a zoo language model's); return its
+    manifest record (None for other modules). The file stays only when the runtime will use it."""
+    lm = getattr(module, "lm", None)
+    if not isinstance(lm, CharLM):
+        return None
+    path = bundle / STEP_GRAPH
+    export_step_graph(lm, contract, path)
+    step = OrtBackend(path, contract, threads=1)
+    rollout = min(steps, 100)
+    failures = check_step_graph(reference, step, contract, atol, rtol, rollout)
+    if failures:  # the sequence graph serves steps too; say why the step graph is not used
+        path.unlink()
+        return {"used": False, "why": "; ".join(failures[:3])}
+    speed = step_speed(OrtBackend(bundle / "model.onnx", contract, threads=1), step, 0.5)
+    used = speed["ratio"] <= USE_BELOW
+    if not used:
+        path.unlink()
+    return {
+        "used": used,
+        **({"file": STEP_GRAPH} if used else {}),
+        "speed": speed,
+        "checked": f"random states at batch 1 and 3, a {rollout}-step teacher-forced rollout",
+        "why": (
+            "faster than the sequence graph's step"
+            if used
+            else f"not faster ({speed['ratio']:.2f}x the sequence graph's step)"
+        ),
+    }

@@ -1,0 +1,90 @@
+"""The one-token step graph: the same function as the sequence graph at T = 1, for every cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit.exporters import step_graph as sg
+from edgekit.exporters.plan import plan_from_checkpoint
+from edgekit.manifest import read_manifest
+from edgekit.reference.torch_backend import TorchBackend
+from edgekit.runtimes.onnxruntime import OrtBackend
+from tests.conftest import train_tiny
+
+
+def _greedy(backend: OrtBackend, prompt: list[int], n: int) -> list[int]:
+    stepper = backend.stepper(1)
+    logits = stepper.prefill(np.array([prompt], np.int64))
+    out = []
+    for _ in range(n):
+        token = int(logits[0].argmax())
+        out.append(token)
+        stepper.next_tokens[0] = token
+        logits = stepper.step()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("cell", "embed"),
+    [("lstm", 0), ("gru", 0), ("rnn", 0), ("scratch-lstm", 0), ("scratch-rnn", 0), ("gru", 8)],
+)
+def test_the_step_graph_computes_what_torch_does(cell: str, embed: int, tmp_path: Path) -> None:
+    """Two layers (the [x, h] product of layer 2 too), one-hot and embedded inputs."""
+    ckpt = train_tiny("charlm", tmp_path / "ck", cell=cell, layers=2, embed=embed)
+    plan = plan_from_checkpoint(ckpt.path)  # type: ignore[attr-defined]
+    path = tmp_path / "step.onnx"
+    sg.export_step_graph(plan.module.lm, plan.contract, path)
+    step = OrtBackend(path, plan.contract)
+    reference = TorchBackend(plan.module, plan.contract)
+    assert sg.check_step_graph(reference, step, plan.contract, 1e-4, 1e-3, 30) == []
+    # the runtime: prefill on the sequence graph, steps on the step graph, one state between them
+    import torch
+
+    from edgekit.exporters.onnx import onnx_from_module
+
+    sequence = tmp_path / "model.onnx"
+    feeds = plan.contract.feeds(plan.contract.sizes(), np.random.default_rng(0))
+    example = tuple(torch.from_numpy(v) for v in feeds.values())
+    onnx_from_module(plan.module, example, plan.contract, sequence, "torchscript", None)
+    both = OrtBackend(sequence, plan.contract, step_graph=path)
+    alone = OrtBackend(sequence, plan.contract)
+    assert both.step_session is not None
+    assert _greedy(both, [1, 2, 3], 40) == _greedy(alone, [1, 2, 3], 40)
+
+
+def test_a_wrong_step_graph_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gates in the wrong order (a real bug class) are caught and the bundle steps as before."""
+    ckpt = train_tiny("charlm", tmp_path / "ck", cell="lstm", layers=1)
+    swapped = sg._ifog
+
+    def wrong_order(weights: tuple, h: int) -> tuple:
+        return tuple(w[sg._gate_rows(h, (1, 0, 2, 3))] for w in swapped(weights, h))
+
+    monkeypatch.setattr(sg, "_ifog", wrong_order)
+    bundle, manifest = edgekit.exporters.bundle_from_checkpoint(ckpt.path, tmp_path / "b", steps=5)  # type: ignore[attr-defined]
+    record = manifest["step_graph"]
+    assert record["used"] is False and "max abs" in record["why"]
+    assert not (bundle / sg.STEP_GRAPH).exists()
+    assert edgekit.load(bundle).backend.step_session is None
+
+
+def test_export_records_the_step_graph_and_load_uses_it_when_faster(
+    tiny_bundles: dict[str, Path],
+) -> None:
+    manifest = read_manifest(tiny_bundles["charlm"])
+    record = manifest["step_graph"]
+    assert record["checked"].startswith("random states at batch 1 and 3")
+    assert record["speed"]["sequence_us"] > 0 and record["speed"]["step_us"] > 0
+    assert record["used"] == (record["speed"]["ratio"] <= sg.USE_BELOW)
+    assert (sg.STEP_GRAPH in manifest["files"]) == record["used"]
+    generator = edgekit.load(tiny_bundles["charlm"])
+    assert (generator.backend.step_session is not None) == record["used"]
+    plain = edgekit.load(tiny_bundles["charlm"], step_graph=False)
+    assert plain.backend.step_session is None
+    text = generator.generate("ab", 30, temperature=0)
+    assert text == plain.generate("ab", 30, temperature=0)
+    assert "step_graph" not in read_manifest(tiny_bundles["lenet"])
