@@ -61,11 +61,13 @@ def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
         named.append(
             (f"variants[{i}].file", variant.get("file") if isinstance(variant, dict) else None)
         )
+        if isinstance(variant, dict) and "step_file" in variant:
+            named.append((f"variants[{i}].step_file", variant["step_file"]))
     golden = manifest.get("golden")
     if isinstance(golden, dict):
         named.append(("golden.file", golden.get("file")))
     step = manifest.get("step_graph")
-    if isinstance(step, dict) and step.get("used"):
+    if isinstance(step, dict) and (step.get("used") or "file" in step):
         named.append(("step_graph.file", step.get("file")))
     return named
 

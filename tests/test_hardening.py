@@ -261,6 +261,12 @@ CATALOGUE: list[tuple[str, Setup, int, str]] = [
         "variants[0].precision must be one of int8, fp16",
     ),
     (
+        "variant step file escapes",
+        edit_manifest(_set("variants", [{**VARIANT, "step_file": "/tmp/x.onnx"}])),
+        2,
+        "variants[0].step_file '/tmp/x.onnx' is not a plain file name inside the bundle",
+    ),
+    (
         "variant optimization",
         edit_manifest(_set("variants", [{**VARIANT, "optimization": "turbo"}])),
         2,

@@ -75,9 +75,16 @@ def summary(bundle: Path, record: dict[str, Any]) -> str:
         f"{record['precision']} variant: {bundle / record['file']} "
         f"({record['bytes_ratio']:.2f}x the fp32 file; {record['recipe']['why']})",
         f"left in float: {', '.join(record['float_ops']) or 'nothing'}"
-        + (f" ({record['float_weight_share']:.0%} of the weights)" if record["float_ops"] else ""),
+        + (f" ({record['float_weight_share']:.0%} of the weights)" if record["float_ops"] else "")
+        + (" in the sequence graph (prompts)" if record.get("step_file") else ""),
         f"held out: {g.get('held_out', 'none')}",
     ]
+    if record.get("step_file"):
+        lines.insert(
+            2,
+            f"steps: {record['step_file']}, the one-token graph with every matrix product "
+            f"{record['precision']} ({record['step_bytes_ratio']:.2f}x its fp32 file)",
+        )
     if "accuracy_delta" in g:
         lines.append(
             f"accuracy {g['accuracy_variant']:.2%} vs fp32 {g['accuracy_fp32']:.2%} "

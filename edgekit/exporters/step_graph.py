@@ -11,7 +11,8 @@ that glue is most of a step. The step graph is the same function for T = 1 only:
 - the head is one Gemm.
 
 It is checked against the torch reference over random states and a teacher-forced rollout, timed
-against the sequence graph's step, and used by the runtime for steps only where it is faster.
+against the sequence graph's step, and used by the runtime for steps only where it is faster; it is
+kept either way, for `edgekit quantize` to derive an int8 step graph from.
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def add_step_graph(
     steps: int,
 ) -> dict[str, Any] | None:
     """Export, check and time a step graph into `bundle` (a zoo language model's); return its
-    manifest record (None for other modules). The file stays only when the runtime will use it."""
+    manifest record (None for other modules). A step graph that fails its check is removed."""
     lm = getattr(module, "lm", None)
     if not isinstance(lm, CharLM):
         return None
@@ -254,13 +255,13 @@ def add_step_graph(
     if failures:  # the sequence graph serves steps too; say why the step graph is not used
         path.unlink()
         return {"used": False, "why": "; ".join(failures[:3])}
-    speed = step_speed(OrtBackend(bundle / "model.onnx", contract, threads=1), step, 0.5)
+    speed = step_speed(OrtBackend(bundle / "model.onnx", contract, threads=1), step, 1.0)
     used = speed["ratio"] <= USE_BELOW
-    if not used:
-        path.unlink()
+    # kept even when fp32 does not use it: `edgekit quantize` derives an int8 step graph from it,
+    # whose MatMuls quantize where the sequence graph's GRU/RNN ops cannot
     return {
         "used": used,
-        **({"file": STEP_GRAPH} if used else {}),
+        "file": STEP_GRAPH,
         "speed": speed,
         "checked": f"random states at batch 1 and 3, a {rollout}-step teacher-forced rollout",
         "why": (

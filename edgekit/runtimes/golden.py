@@ -1,8 +1,9 @@
 """Replay a bundle's golden records on a backend, torch-free: `edgekit check`, `model.check()`.
 
 Shape cases regenerate their random inputs from the recorded seed (and refuse if the inputs' sha256
-differs, which would mean numpy draws differently); real cases carry their inputs. The rollout is
-teacher-forced with the tokens torch chose, so each step's logits compare with torch's at that step;
+differs, which would mean numpy draws differently); real cases carry their inputs. The rollout takes
+the path generation takes (prefill, then one-token steps) and is teacher-forced with the tokens torch
+chose, so each step's logits compare with torch's at that step;
 the final state is compared relative to its own size. The verdict uses the bundle's tolerances.
 """
 
@@ -27,6 +28,7 @@ from edgekit.parity import (
 )
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.layout import Layout
+from edgekit.runtimes.stepper import teacher_forced
 
 
 def inputs_digest(feeds: dict[str, np.ndarray]) -> str:
@@ -84,24 +86,25 @@ def _replay_rollout(
     prompt, tokens, logits = (arrays[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
     expected_state = _section(arrays, "rollout/state/")
     steps = len(tokens)
-    state = layout.zero_state(1)
     logit_diff, mismatch, decisive = 0.0, None, None
     logit_scale = float(np.abs(logits).max())
     drift: list[float] = []
-    for step, ids in enumerate([prompt, *(np.array([[t]], np.int64) for t in tokens)]):
+    # the path generation takes: prefill, then one-token steps (on the step graph where there is one)
+    stepper = backend.stepper(1)
+    forced = teacher_forced(stepper, prompt, tokens)
+    for step in range(steps + 1):
         try:
-            out = backend.run({layout.tokens.name: layout.token_feed(ids), **state})
+            got = next(forced)
         except Exception as exc:  # the backend's own failure is the finding
             error = f"step {step}: {error_line(exc)}"
             return RolloutResult(steps, drift, float("inf"), mismatch, float("inf"), False, error)
-        got = layout.last_logits(out[layout.logits.name])[0]
-        state = layout.state_after(out)
         want = logits[step]
         logit_diff = max(logit_diff, float(np.abs(got - want).max()))
         if int(got.argmax()) != int(want.argmax()):
             mismatch = step if mismatch is None else mismatch
             if decisive is None and clear_choice(want, atol, rtol, logit_scale):
                 decisive = step
+    state = stepper.get_state()
     per_state = {
         name: [float(np.abs(state[name] - want).max()), float(np.abs(want).max())]
         for name, want in expected_state.items()

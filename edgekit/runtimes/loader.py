@@ -93,7 +93,10 @@ def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu"
         "precision": precision,
         "optimization": variant.get("optimization", "all"),
         "case_atol": variant.get("case_atol", {}),
-        "step_graph": None,  # the step graph is fp32: a variant steps on its own graph
+        # the variant's own one-token graph, if it has one (the fp32 step graph is not its)
+        "step_graph": (
+            {"used": True, "file": variant["step_file"]} if variant.get("step_file") else None
+        ),
     }
 
 

@@ -257,10 +257,13 @@ def _open(
     )
 
 
-def step_graph_of(bundle: Path, manifest: Mapping[str, Any]) -> Path | None:
-    """The bundle's one-token step graph, when export found it faster (and this is fp32)."""
+def step_graph_of(bundle: Path, manifest: Mapping[str, Any], used_only: bool = True) -> Path | None:
+    """The bundle's one-token step graph: the one the runtime steps on (export found it faster),
+    or with `used_only=False` whichever the bundle has."""
     record = manifest.get("step_graph") or {}
-    return Path(bundle) / record["file"] if record.get("used") and record.get("file") else None
+    if not record.get("file") or (used_only and not record.get("used")):
+        return None
+    return Path(bundle) / record["file"]
 
 
 def _provider_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ Layout, so a graph with another axis order is handled there, not here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,16 @@ def greedy(stepper: Any) -> Callable[[], None]:
         stepper.step()
 
     return step
+
+
+def teacher_forced(stepper: Any, prompt: np.ndarray, tokens: np.ndarray) -> Iterator[np.ndarray]:
+    """Logits (V,) after prefilling `prompt` (1, T), then after each of `tokens` fed in turn: the
+    path generation takes (prefill on the sequence graph, steps on the step graph if any). Each
+    yielded row is a view the next step overwrites."""
+    yield stepper.prefill(prompt)[0]
+    for token in tokens:
+        stepper.next_tokens[0] = token
+        yield stepper.step()[0]
 
 
 class _Buffers:

@@ -34,7 +34,7 @@ from edgekit.exporters.quantize.search import Job
 from edgekit.files import atomic_directory, sha256_file
 from edgekit.iospec import IOContract
 from edgekit.manifest import read_manifest, write_manifest
-from edgekit.runtimes.onnxruntime import OrtBackend
+from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
 
 USEFUL_BYTES_RATIO = 0.5  # a variant must be at most this size, or
 USEFUL_SPEED_RATIO = 0.95  # at most this latency, of the fp32 graph
@@ -95,8 +95,11 @@ def quantize_bundle(
                 + kept
                 + ("" if per_channel else "; per-channel weights usually pass: drop --per-tensor")
             )
+        if job.variant_step is not None and not _steps_faster(job, contract, gates["optimization"]):
+            job.step_source = None  # the variant steps on its own sequence graph: measure that
+            gates = {**job.measure(gates["optimization"]), "optimization": gates["optimization"]}
         gates["speed"] = gates_mod.measure_speed(
-            bundle, manifest, out, split, gates["optimization"]
+            bundle, manifest, out, split, gates["optimization"], job.variant_step
         )
         float_ops, float_share = recipes.float_share(model, recipe)
         bytes_ratio = out.stat().st_size / parent.stat().st_size
@@ -120,9 +123,25 @@ def quantize_bundle(
             "tolerance": VARIANT_TOLERANCE[precision],
             "optimization": gates.pop("optimization"),
         }
-        record["case_atol"] = _case_tolerances(bundle, manifest, out, record)
-        _publish(bundle, out, record)
+        if job.variant_step is not None:
+            step_parent = step_graph_of(bundle, manifest, used_only=False)
+            assert step_parent is not None
+            record["step_file"] = job.step_out.name
+            record["step_bytes_ratio"] = job.step_out.stat().st_size / step_parent.stat().st_size
+        record["case_atol"] = _case_tolerances(bundle, manifest, out, record, job.variant_step)
+        _publish(bundle, [out, *([job.variant_step] if job.variant_step else [])], record)
     return record
+
+
+def _steps_faster(job: Job, contract: IOContract, optimization: str) -> bool:
+    """Whether the variant's one-token graph steps faster than its sequence graph does."""
+    from edgekit.exporters.step_graph import USE_BELOW, step_speed
+
+    sequence = OrtBackend(job.out, contract, threads=1, optimization=optimization)
+    stepped = OrtBackend(
+        job.out, contract, threads=1, optimization=optimization, step_graph=job.variant_step
+    )
+    return bool(step_speed(sequence, stepped, 1.0)["ratio"] <= USE_BELOW)
 
 
 def _refuse_if_useless(
@@ -142,7 +161,11 @@ def _refuse_if_useless(
 
 
 def _case_tolerances(
-    bundle: Path, manifest: dict[str, Any], graph: Path, record: dict[str, Any]
+    bundle: Path,
+    manifest: dict[str, Any],
+    graph: Path,
+    record: dict[str, Any],
+    step: Path | None,
 ) -> dict[str, float]:
     """Per golden case, twice the variant's distance from torch here (at least its tolerance):
     `edgekit check --precision` then asks another device to compute the variant as this one did.
@@ -151,7 +174,7 @@ def _case_tolerances(
     from edgekit.runtimes.golden import replay
 
     contract = IOContract.from_manifest(manifest)
-    backend = OrtBackend(graph, contract, optimization=record["optimization"])
+    backend = OrtBackend(graph, contract, optimization=record["optimization"], step_graph=step)
     report = replay(bundle, {**manifest, "tolerance": record["tolerance"]}, backend)
     floor = float(record["tolerance"]["atol"])
     bounds = {}
@@ -172,14 +195,16 @@ def _new_ops(parent: Path, variant: Path) -> dict[str, int]:
     return {op: n for op, n in sorted(after.items()) if op not in before}
 
 
-def _publish(bundle: Path, variant: Path, record: dict[str, Any]) -> None:
-    """Copy the bundle, add the variant and its record, swap the copy into place."""
+def _publish(bundle: Path, files: list[Path], record: dict[str, Any]) -> None:
+    """Copy the bundle, add the variant's files and its record, swap the copy into place."""
+    names = [f.name for f in files]
     with atomic_directory(bundle, force=True) as tmp:
         manifest = read_manifest(bundle)  # again, under the lock: another variant may have landed
         shutil.copytree(
-            bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", record["file"])
+            bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", *names)
         )
-        shutil.copy2(variant, tmp / record["file"])
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
         manifest["variants"] = [
             *(v for v in manifest.get("variants", []) if v.get("file") != record["file"]),
             record,

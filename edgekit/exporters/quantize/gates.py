@@ -28,6 +28,7 @@ from edgekit.exporters.samples import Split
 from edgekit.iospec import IOContract
 from edgekit.runtimes.layout import Layout
 from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
+from edgekit.runtimes.stepper import teacher_forced
 
 SMALL_HELD_OUT = 200  # below this many rows, one example is a coarser step than the accuracy bar
 TEXT_LIMIT = 20_000  # held-out characters scored for perplexity (the 2x256 LSTM: ~2 s per graph)
@@ -52,12 +53,15 @@ def measure(
     split: Split | None,
     bars: Bars = BARS,
     optimization: str = "all",
+    variant_step: Path | None = None,
 ) -> dict[str, Any]:
-    """Every gate for `variant_graph` (opened at ORT `optimization` level), with "passed" and the
-    "failures" that decided it."""
+    """Every gate for `variant_graph` (opened at ORT `optimization` level; stepping on
+    `variant_step` when given), with "passed" and the "failures" that decided it."""
     contract = IOContract.from_manifest(manifest)
     fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1)
-    variant = OrtBackend(variant_graph, contract, threads=1, optimization=optimization)
+    variant = OrtBackend(
+        variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
+    )
     with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
         golden = {k: npz[k] for k in npz.files}
     run = _Run(golden, fp32, variant, split, bars, {"bars": asdict(bars)})
@@ -173,13 +177,13 @@ def _language_model(run: _Run, layout: Layout) -> None:
     gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
     fp32, variant = run.fp32, run.variant
     prompt, tokens, logits = (golden[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
-    state, agree = layout.zero_state(1), 0
-    for step, ids in enumerate([prompt, *(np.array([[t]], np.int64) for t in tokens)]):
-        out = variant.run({layout.tokens.name: layout.token_feed(ids), **state})
-        state = layout.state_after(out)
-        agree += int(
-            layout.last_logits(out[layout.logits.name])[0].argmax() == logits[step].argmax()
-        )
+    # the path generation takes: prefill, then steps (on the variant's step graph if it has one)
+    stepper = variant.stepper(1)
+    agree = sum(
+        int(got.argmax() == logits[step].argmax())
+        for step, got in enumerate(teacher_forced(stepper, prompt, tokens))
+    )
+    state = stepper.get_state()
     gates["top1_agreement"] = agree / (len(tokens) + 1)  # teacher-forced on torch's rollout
     gates["state_drift"] = {  # after the whole rollout, relative to the state's magnitude
         name: float(np.abs(state[name] - want).max() / max(float(np.abs(want).max()), 1e-12))
@@ -225,14 +229,14 @@ def _divergence(
     layout: Layout, variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray
 ) -> int | None:
     """The first step where the variant's own greedy choice leaves torch's (None: never)."""
-    state, ids = layout.zero_state(1), prompt
+    stepper = variant.stepper(1)
+    logits = stepper.prefill(prompt)
     for step, want in enumerate(tokens):
-        out = variant.run({layout.tokens.name: layout.token_feed(ids), **state})
-        state = layout.state_after(out)
-        token = int(layout.last_logits(out[layout.logits.name])[0].argmax())
+        token = int(logits[0].argmax())
         if token != int(want):
             return step
-        ids = np.array([[token]], np.int64)
+        stepper.next_tokens[0] = token
+        logits = stepper.step()
     return None
 
 
@@ -268,12 +272,15 @@ def measure_speed(
     variant_graph: Path,
     split: Split | None,
     optimization: str,
+    variant_step: Path | None = None,
 ) -> dict[str, Any]:
     contract = IOContract.from_manifest(manifest)
     # fp32 as the runtime runs it: stepping on the one-token graph where the bundle has one
     step = step_graph_of(bundle, manifest)
     fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1, step_graph=step)
-    variant = OrtBackend(variant_graph, contract, threads=1, optimization=optimization)
+    variant = OrtBackend(
+        variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
+    )
     return _speed(contract, fp32, variant, split)
 
 
