@@ -139,10 +139,13 @@ def render_table(result: dict[str, Any]) -> str:
                 continue
             record = v["record"]
             mine = p50(m["bench"], f"ort-cpu {precision}", case)
+            stepped = "step_file" in record  # steps on its own one-token graph
             lines.append(
-                f"| {name} | {precision} | {record['recipe']['mode']} | "
-                f"{record['bytes_ratio']:.2f}x | {quality(record['gates'])} | {mine:.1f} us | "
-                f"{mine / base:.2f}x |"
+                f"| {name} | {precision} | {record['recipe']['mode']}"
+                + (" + step graph" if stepped else "")
+                + f" | {record['bytes_ratio']:.2f}x"
+                + (f" (step graph {record['step_bytes_ratio']:.2f}x)" if stepped else "")
+                + f" | {quality(record['gates'])} | {mine:.1f} us | {mine / base:.2f}x |"
             )
     return "\n".join(lines)
 

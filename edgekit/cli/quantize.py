@@ -73,12 +73,18 @@ def summary(bundle: Path, record: dict[str, Any]) -> str:
     g, speed = record["gates"], record["gates"]["speed"]
     lines = [
         f"{record['precision']} variant: {bundle / record['file']} "
-        f"({record['bytes_ratio']:.2f}x the fp32 file; {record['recipe']['why']})",
+        f"(adds {record['bytes_ratio']:.2f}x the fp32 file; {record['recipe']['why']})",
         f"left in float: {', '.join(record['float_ops']) or 'nothing'}"
         + (f" ({record['float_weight_share']:.0%} of the weights)" if record["float_ops"] else "")
-        + (" in the sequence graph (prompts)" if record.get("step_file") else ""),
+        + (
+            " in the sequence graph (prompts)"
+            if record["float_ops"] and record.get("step_file")
+            else ""
+        ),
         f"held out: {g.get('held_out', 'none')}",
     ]
+    if record.get("prompts"):
+        lines.insert(2, f"prompts: {record['prompts']}")
     if record.get("step_file"):
         lines.insert(
             2,

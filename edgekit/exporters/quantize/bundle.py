@@ -38,6 +38,7 @@ from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
 
 USEFUL_BYTES_RATIO = 0.5  # a variant must be at most this size, or
 USEFUL_SPEED_RATIO = 0.95  # at most this latency, of the fp32 graph
+MOSTLY_FLOAT = 0.5  # a sequence graph this float after int8 (GRU, RNN) serves prompts in fp32
 # replaying golden records on a reduced-precision graph: logits move by ~1e-2, so near ties may flip
 VARIANT_TOLERANCE = {"int8": {"atol": 5e-2, "rtol": 5e-2}, "fp16": {"atol": 1e-2, "rtol": 1e-2}}
 
@@ -69,8 +70,11 @@ def quantize_bundle(
             f"{bundle} has no golden records (exported by an older edgekit); re-export it"
         )
     name = variant_file(precision)
-    if any(v.get("file") == name for v in manifest.get("variants", [])) and not (replace or force):
-        raise InputError(f"{bundle / name} already exists; pass --replace to rebuild it")
+    have = any(v.get("precision") == precision for v in manifest.get("variants", []))
+    if have and not (replace or force):
+        raise InputError(
+            f"{bundle} already has an {precision} variant; pass --replace to rebuild it"
+        )
     parent = bundle / manifest["graph"]
     contract = IOContract.from_manifest(manifest)
     with tempfile.TemporaryDirectory(prefix=".edgekit-quantize-") as scratch:
@@ -98,28 +102,39 @@ def quantize_bundle(
         if job.variant_step is not None and not _steps_faster(job, contract, gates["optimization"]):
             job.step_source = None  # the variant steps on its own sequence graph: measure that
             gates = {**job.measure(gates["optimization"]), "optimization": gates["optimization"]}
-        gates["speed"] = gates_mod.measure_speed(
-            bundle, manifest, out, split, gates["optimization"], job.variant_step
-        )
         float_ops, float_share = recipes.float_share(model, recipe)
-        bytes_ratio = out.stat().st_size / parent.stat().st_size
+        prompts_fp32 = job.variant_step is not None and float_share > MOSTLY_FLOAT
+        if prompts_fp32:  # int8 reaches only the head of the sequence graph: prompts stay fp32
+            job.out = parent
+            gates = {**job.measure(gates["optimization"]), "optimization": gates["optimization"]}
+            float_ops, float_share = [], 0.0
+        gates["speed"] = gates_mod.measure_speed(
+            bundle, manifest, job.out, split, gates["optimization"], job.variant_step
+        )
+        added = [f for f in (job.out, job.variant_step) if f is not None and f != parent]
+        bytes_ratio = sum(f.stat().st_size for f in added) / parent.stat().st_size
         if precision == "int8" and not (force or replace):
             _refuse_if_useless(bytes_ratio, gates["speed"]["ratio"], float_ops, float_share)
         record = {
             "precision": precision,
-            "file": name,
+            "file": job.out.name,
             "parent_sha256": sha256_file(parent),
             "prepared": prepared,
             "recipe": recipe.to_dict(),
             "quantized_nodes": recipes.quantized_nodes(model, recipe),
-            "quantized_ops": _new_ops(parent, out),
+            "quantized_ops": _new_ops(parent, job.out) | _step_ops(bundle, manifest, job),
             "float_ops": float_ops,
             "float_weight_share": float_share,
             "calibration": calibration_note(recipe, batches, calibration, split),
             "data": data_note,
             "gates": gates,
             "forced": not gates["passed"],
-            "bytes_ratio": bytes_ratio,
+            "bytes_ratio": bytes_ratio,  # the files the variant adds, against the fp32 graph
+            **(
+                {"prompts": f"fp32 ({manifest['graph']}): {precision} would reach only its head"}
+                if prompts_fp32
+                else {}
+            ),
             "tolerance": VARIANT_TOLERANCE[precision],
             "optimization": gates.pop("optimization"),
         }
@@ -128,9 +143,16 @@ def quantize_bundle(
             assert step_parent is not None
             record["step_file"] = job.step_out.name
             record["step_bytes_ratio"] = job.step_out.stat().st_size / step_parent.stat().st_size
-        record["case_atol"] = _case_tolerances(bundle, manifest, out, record, job.variant_step)
-        _publish(bundle, [out, *([job.variant_step] if job.variant_step else [])], record)
+        record["case_atol"] = _case_tolerances(bundle, manifest, job.out, record, job.variant_step)
+        _publish(bundle, added, record)
     return record
+
+
+def _step_ops(bundle: Path, manifest: dict[str, Any], job: Job) -> dict[str, int]:
+    step_parent = step_graph_of(bundle, manifest, used_only=False)
+    if job.variant_step is None or step_parent is None:
+        return {}
+    return _new_ops(step_parent, job.variant_step)
 
 
 def _steps_faster(job: Job, contract: IOContract, optimization: str) -> bool:
@@ -196,17 +218,21 @@ def _new_ops(parent: Path, variant: Path) -> dict[str, int]:
 
 
 def _publish(bundle: Path, files: list[Path], record: dict[str, Any]) -> None:
-    """Copy the bundle, add the variant's files and its record, swap the copy into place."""
-    names = [f.name for f in files]
+    """Copy the bundle without the old variant of this precision, add the new one's files and
+    record, swap the copy into place."""
     with atomic_directory(bundle, force=True) as tmp:
         manifest = read_manifest(bundle)  # again, under the lock: another variant may have landed
+        precision = record["precision"]
+        old = [v for v in manifest.get("variants", []) if v.get("precision") == precision]
+        stale = {v.get(k) for v in old for k in ("file", "step_file")} - {manifest["graph"], None}
+        names = [f.name for f in files] + sorted(str(n) for n in stale)
         shutil.copytree(
             bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", *names)
         )
         for f in files:
             shutil.copy2(f, tmp / f.name)
         manifest["variants"] = [
-            *(v for v in manifest.get("variants", []) if v.get("file") != record["file"]),
+            *(v for v in manifest.get("variants", []) if v.get("precision") != precision),
             record,
         ]
         write_manifest(tmp, manifest)

@@ -243,7 +243,11 @@ def _divergence(
 def _stream_logits(
     layout: Layout, backend: OrtBackend, text: np.ndarray, chunk: int = 256
 ) -> np.ndarray:
-    """Logits (N, V) for one stream of token ids (N,), state carried across chunks."""
+    """Logits (N, V) for one stream of token ids (N,), state carried across chunks. A backend
+    with a step graph is stepped token by token: that graph is what its generation runs on."""
+    if backend.step_session is not None:
+        stepper = backend.stepper(1)
+        return np.stack([row.copy() for row in teacher_forced(stepper, text[None, :1], text[1:])])
     state, rows = layout.zero_state(1), []
     for start in range(0, len(text), chunk):
         ids = text[None, start : start + chunk]
