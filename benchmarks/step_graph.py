@@ -73,8 +73,8 @@ def main() -> None:
             "sequence": OrtBackend(bundle / "model.onnx", contract, threads=1).greedy_step(1),
             "torch": TorchBackend(plan_from_checkpoint(ckpt).module, contract).greedy_step(1),
         }
-        if record["used"]:
-            step = step_graph_of(bundle, manifest)
+        step = step_graph_of(bundle, manifest, used_only=False)  # timed even where not used
+        if step is not None:
             backend = OrtBackend(bundle / "model.onnx", contract, threads=1, step_graph=step)
             calls["step graph"] = backend.greedy_step(1)
         rows.append({"cell": cell, "export": record, "us": time_interleaved(calls, args.seconds)})
@@ -111,7 +111,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['cell']} | {us['sequence']:.1f} us | "
             + (f"{step:.1f} us | {step / us['sequence']:.2f}x" if step else "- | -")
-            + f" | {'yes' if used else 'no: ' + row['export']['why']} | {us['torch']:.1f} us | "
+            + f" | {'yes' if used else 'no (' + row['export']['why'] + ')'} | {us['torch']:.1f} us | "
             f"{us['torch'] / runtime:.2f}x |"
         )
     return "\n".join(lines) + "\n"
