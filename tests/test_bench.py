@@ -32,6 +32,11 @@ def test_summary_statistics() -> None:
     assert s["p99_us"] == pytest.approx(np.percentile(np.arange(1, 101), 99))
     assert s["throughput_per_s"] == pytest.approx(4 / 50.5e-6)
     assert s["noisy"] is True  # uniform 1..100 has a CV of ~0.57
+    assert s["p90_us"] <= s["p95_us"] <= s["p99_us"] <= s["p99_9_us"] <= s["max_us"]
+    lo, hi = s["p50_ci95_us"]  # order statistics 50 -+ 9.8 of 100
+    assert lo < s["p50_us"] < hi and (lo, hi) == (41, 61)
+    walled = summarize([1000] * 10, items_per_call=2, wall_ns=40_000)  # timer reads cost 2x here
+    assert walled["throughput_per_s"] == pytest.approx(20 / 40e-6)  # wall time, not the median
 
 
 def test_classifier_bench_document(bench_bundles: dict[str, Path]) -> None:
@@ -73,6 +78,12 @@ def test_generation_bench_cases(bench_bundles: dict[str, Path]) -> None:
         assert ("ort-cpu", f"prefill T={t}") in cases and ("torch", f"prefill T={t}") in cases
     bound = next(r for r in doc["results"] if r["case"] == "step bound B=3")
     assert bound["items_per_call"] == 3 and bound["speedup_vs_torch"] is not None
+    # the floor: numpy products over the same weights, timed in the same rounds
+    floor = next(
+        r for r in doc["results"] if r["backend"] == "numpy-floor" and r["case"] == "step bound B=3"
+    )
+    assert bound["vs_floor"] == pytest.approx(bound["p50_us"] / floor["p50_us"])
+    assert doc["backends"]["numpy-floor"]["status"] == "ok"
 
 
 def test_duration_budget(bench_bundles: dict[str, Path]) -> None:
@@ -153,6 +164,8 @@ def _bench_with_reports(bench_bundles: dict[str, Path], tmp_path: Path):  # type
         (["--duration", "0.0000001"], "collects only"),
         (["--iters", "20", "--duration", "1"], "not both"),
         (["--json", "/nonexistent-dir/r.json"], "does not exist"),
+        (["--compare", "/nonexistent.json"], "--compare /nonexistent.json: not a readable"),
+        (["--max-regression", "lots"], "--max-regression must be like 10% or 0.1"),
     ],
 )
 def test_cli_bad_input(bench_bundles: dict[str, Path], args: list[str], message: str) -> None:
@@ -165,3 +178,22 @@ def test_cli_bad_input(bench_bundles: dict[str, Path], args: list[str], message:
 def test_cli_not_a_bundle(tmp_path: Path) -> None:
     result = _cli(tmp_path)
     assert result.exit_code == 2 and "not an edgekit bundle" in result.output
+
+
+def test_compare_gates_on_a_saved_run(bench_bundles: dict[str, Path], tmp_path: Path) -> None:
+    """Against itself nothing regressed; against a baseline 10x faster every row did (exit 1)."""
+    args = [bench_bundles["lenet"], "--backends", "ort-cpu", "--batch", "1", "--iters", 30]
+    first = _cli(*args, "--no-cold-start", "--json", tmp_path / "base.json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads((tmp_path / "base.json").read_text())
+    assert doc["machine"]["isa"] == [f for f in doc["machine"]["isa"] if f]  # flags listed
+    same = _cli(
+        *args, "--no-cold-start", "--compare", tmp_path / "base.json", "--max-regression", "900%"
+    )
+    assert same.exit_code == 0, same.output
+    assert "compared with the baseline" in same.output and "REGRESSED" not in same.output
+    for row in doc["results"]:
+        row["p50_us"] /= 10
+    (tmp_path / "fast.json").write_text(json.dumps(doc))
+    slower = _cli(*args, "--no-cold-start", "--compare", tmp_path / "fast.json")
+    assert slower.exit_code == 1 and "REGRESSED" in slower.output

@@ -3,15 +3,18 @@
 Result document:
     schema, schema_version     "edgekit.bench", 1
     created, bundle, task, model
-    machine                    {cpu, cores, platform, python}
+    machine                    {cpu, isa (the CPU features kernels dispatch on), cores, platform,
+                                python}
     versions                   {edgekit, numpy, onnxruntime, torch (when present)}
     settings                   {backends, batch, warmup, warmup_s, iters, duration_s, rounds, threads,
                                 timer: "perf_counter_ns", gc_paused: true, interleaved: true}
     backends                   {name: {status: "ok" | "skipped" | "failed", reason, cold_start_ms,
                                 peak_rss_mb, model_bytes, threads}}
-    results                    [{backend, case, batch, items_per_call, n, min_us, p50_us, p90_us,
-                                p99_us, max_us, mean_us, stdev_us, cv, noisy, throughput_per_s,
-                                speedup_vs_torch, samples_us}]
+    results                    [{backend, precision, quality, case, batch, items_per_call, n,
+                                min_us, p50_us, p50_ci95_us, p90_us, p95_us, p99_us, p99_9_us,
+                                max_us, mean_us, stdev_us, cv, noisy, wall_s, throughput_per_s
+                                (items over wall_s), speedup_vs_torch, vs_floor (recurrent
+                                steps: p50 over the numpy-floor row's), samples_us}]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import edgekit.reference  # noqa: F401  (registers the torch reference backends)
 from edgekit.bench.cases import Case, build_cases
 from edgekit.bench.coldstart import measure_cold_start
+from edgekit.bench.floors import FLOOR, add_floor_ratios, floor_cases
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
 from edgekit.errors import InputError
@@ -46,6 +50,7 @@ def run_bench(
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     peers: dict[str, Callable[[Path, IOContract, list[int]], list[Case]]] | None = None,
     precision: str = "all",
+    floors: bool = True,
 ) -> dict[str, Any]:
     """Time `backends` on `bundle`. `peers` adds other runtimes (e.g. OpenVINO in the benchmark
     script) as named case builders over the same ONNX file, interleaved with the rest.
@@ -98,13 +103,24 @@ def run_bench(
             }
         except Exception as exc:  # a peer that breaks is reported, never crashes the run
             status[name] = {"status": "failed", "reason": error_line(exc)}
+    if manifest["task"] == "generate" and floors and cases:
+        try:
+            cases += floor_cases(bundle / manifest["graph"], batches)
+            status[FLOOR] = {
+                "status": "ok",
+                "threads": "numpy's BLAS default",
+                "model_bytes": registry.get("ort-cpu").model_bytes(bundle, manifest),
+            }
+        except ImportError as exc:  # onnx reads the weights; a runtime-only install lacks it
+            status[FLOOR] = {"status": "skipped", "reason": f"needs {exc.name}"}
     if not cases:
         raise InputError(
             "no backend can run here: "
             + "; ".join(f"{n}: {s['reason']}" for n, s in status.items())
         )
     advance = progress("benchmarking", len(cases) * max(1, budget.rounds)) if progress else None
-    samples = run_rounds(cases, budget, advance)
+    wall: dict[int, int] = {}
+    samples = run_rounds(cases, budget, advance, wall)
     if cold_start:
         for name, s in status.items():
             if s["status"] == "ok" and name in registry.names():
@@ -118,11 +134,12 @@ def run_bench(
             "case": case.name,
             "batch": case.batch,
             "items_per_call": case.items_per_call,
-            **summarize(samples[i], case.items_per_call),
+            **summarize(samples[i], case.items_per_call, wall.get(i)),
         }
         row["samples_us"] = [round(v / 1e3, 3) for v in samples[i]]
         results.append(row)
     _add_speedups(results)
+    add_floor_ratios(results)
     return {
         "schema": "edgekit.bench",
         "schema_version": 1,
@@ -224,10 +241,27 @@ def machine_info() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
+        "isa": _isa_flags(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+# the CPU features that decide which kernels ONNX Runtime and numpy pick
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "amx_tile", "amx_int8", "asimd", "sve")  # fmt: skip
+
+
+def _isa_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
 
 
 def _versions() -> dict[str, str]:

@@ -15,13 +15,15 @@ from edgekit.files import atomic_write
 COLUMNS = [
     "backend",
     "case",
-    "p50 us",
+    "p50 us [95% CI]",
     "p90 us",
+    "p95 us",
     "p99 us",
+    "p99.9 us",
     "min us",
-    "mean±sd us",
     "items/s",
     "vs torch",
+    "vs floor",
     "quality vs fp32",
     "",
 ]
@@ -29,16 +31,19 @@ COLUMNS = [
 
 def _row(r: dict[str, Any]) -> list[str]:
     speed = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
+    lo, hi = r.get("p50_ci95_us") or (r["p50_us"], r["p50_us"])
     return [
         r["backend"],
         r["case"],
-        f"{r['p50_us']:.1f}",
+        f"{r['p50_us']:.1f} [{lo:.1f}, {hi:.1f}]",
         f"{r['p90_us']:.1f}",
+        f"{r['p95_us']:.1f}",
         f"{r['p99_us']:.1f}",
+        f"{r['p99_9_us']:.1f}",
         f"{r['min_us']:.1f}",
-        f"{r['mean_us']:.1f}±{r['stdev_us']:.1f}",
         f"{r['throughput_per_s']:.4g}",
         speed,
+        f"{r['vs_floor']:.2f}x" if r.get("vs_floor") else "-",
         r.get("quality") or "",
         "noisy" if r["noisy"] else "",
     ]

@@ -72,8 +72,10 @@ def run_rounds(
     cases: list[Case],
     budget: Budget,
     progress: Callable[[int], None] | None = None,
+    wall: dict[int, int] | None = None,
 ) -> dict[int, list[int]]:
-    """Time every case; return samples (ns) by case index. Cases alternate within each round."""
+    """Time every case; return samples (ns) by case index. Cases alternate within each round.
+    `wall`, when given, receives each case's wall time over its timed calls (ns)."""
     per_call = [warm_up(c, budget) for c in cases]
     totals = [plan_iterations(c, s, budget) for c, s in zip(cases, per_call, strict=True)]
     samples: dict[int, list[int]] = {i: [] for i in range(len(cases))}
@@ -84,8 +86,11 @@ def run_rounds(
         for r in range(rounds):
             for i, case in enumerate(cases):
                 share = totals[i] // rounds + (1 if r < totals[i] % rounds else 0)
+                start = time.perf_counter_ns()
                 for _ in range(share):
                     samples[i].append(_time_once(case.call))
+                if wall is not None:
+                    wall[i] = wall.get(i, 0) + time.perf_counter_ns() - start
                 if progress is not None:
                     progress(1)  # one (case, round) done
     finally:

@@ -63,6 +63,13 @@ def bench(
     plot: Annotated[
         Path | None, typer.Option(help="write a PNG of the latency distributions")
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="a saved --json run: exit 1 if a row got slower (same machine)"),
+    ] = None,
+    max_regression: Annotated[
+        str, typer.Option(help="with --compare: how much slower a median may get")
+    ] = "10%",
 ) -> None:
     """Latency percentiles of every backend on one bundle, side by side with PyTorch."""
     from edgekit.bench import report
@@ -82,6 +89,10 @@ def bench(
         from edgekit._optional import require
 
         require("matplotlib", "--plot")
+    from edgekit.bench import compare as comparing
+
+    allowance = comparing.parse_regression(max_regression)
+    baseline = comparing.read_baseline(compare) if compare is not None else None
     budget = Budget(
         warmup=None if warmup_s is not None else (20 if warmup is None else warmup),
         warmup_s=warmup_s,
@@ -122,3 +133,8 @@ def bench(
         report.write_markdown(doc, markdown_out)
     if plot is not None:
         report.write_plot(doc, plot)
+    if baseline is not None:
+        rows = comparing.compare(doc, baseline, allowance)
+        typer.echo("\n".join(comparing.lines(rows, allowance)))
+        if any(r["regressed"] for r in rows):
+            raise typer.Exit(1)

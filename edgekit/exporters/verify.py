@@ -114,7 +114,10 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
             continue
         seen = with_precision(manifest, v["precision"])
         contract = IOContract.from_manifest(manifest)
-        backend = OrtBackend(bundle / v["file"], contract, optimization=seen["optimization"])
+        step = bundle / v["step_file"] if v.get("step_file") else None  # its one-token graph
+        backend = OrtBackend(
+            bundle / v["file"], contract, optimization=seen["optimization"], step_graph=step
+        )
         report = replay(bundle, seen, backend)
         gates = measure(
             bundle,
@@ -122,6 +125,8 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
             bundle / v["file"],
             split,
             optimization=seen["optimization"],
+            variant_step=step,
         )
-        verdicts.append(VariantVerdict(v["precision"], v["file"], False, report, gates))
+        files = v["file"] + (f" + {v['step_file']} (steps)" if step else "")
+        verdicts.append(VariantVerdict(v["precision"], files, False, report, gates))
     return verdicts
