@@ -15,34 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.quantize import checkpoint
 from benchmarks.sections import replace_section
+from edgekit.bench.runner import interleaved_medians
 
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("lstm", "gru", "rnn", "scratch-lstm", "scratch-rnn")
-
-
-def time_interleaved(calls: dict[str, Any], seconds: float) -> dict[str, float]:
-    """Median microseconds per call, the calls taking turns in rounds of 25."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for call in calls.values():
-        for _ in range(20):
-            call()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for name, call in calls.items():
-            for _ in range(25):
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-    return {k: float(np.median(t)) * 1e6 for k, t in times.items()}
 
 
 def main() -> None:
@@ -77,7 +59,9 @@ def main() -> None:
         if step is not None:
             backend = OrtBackend(bundle / "model.onnx", contract, threads=1, step_graph=step)
             calls["step graph"] = backend.greedy_step(1)
-        rows.append({"cell": cell, "export": record, "us": time_interleaved(calls, args.seconds)})
+        rows.append(
+            {"cell": cell, "export": record, "us": interleaved_medians(calls, args.seconds)}
+        )
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="minutes"),
         "rows": rows,

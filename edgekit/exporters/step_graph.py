@@ -17,7 +17,6 @@ kept either way, for `edgekit quantize` to derive an int8 step graph from.
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekit.bench.runner import interleaved_medians
 from edgekit.iospec import IOContract
 from edgekit.models.charlm import CharLM
 from edgekit.parity import compare_outputs
@@ -217,20 +217,14 @@ def check_step_graph(
 
 def step_speed(sequence: OrtBackend, step: OrtBackend, seconds: float = 1.0) -> dict[str, Any]:
     """Median greedy step (bound, batch 1) of each graph, interleaved in one process."""
-    calls = [sequence.greedy_step(1), step.greedy_step(1)]
-    times: list[list[float]] = [[], []]
-    for call in calls:
-        for _ in range(20):
-            call()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for call, seen in zip(calls, times, strict=True):
-            for _ in range(25):
-                start = time.perf_counter()
-                call()
-                seen.append(time.perf_counter() - start)
-    sequence_us, step_us = (float(np.median(t)) * 1e6 for t in times)
-    return {"sequence_us": sequence_us, "step_us": step_us, "ratio": step_us / sequence_us}
+    us = interleaved_medians(
+        {"sequence": sequence.greedy_step(1), "step": step.greedy_step(1)}, seconds
+    )
+    return {
+        "sequence_us": us["sequence"],
+        "step_us": us["step"],
+        "ratio": us["step"] / us["sequence"],
+    }
 
 
 def add_step_graph(

@@ -17,13 +17,13 @@ gates fall back to torch's golden records (agreement only) and say so.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.bench.runner import interleaved_medians
 from edgekit.exporters.samples import Split
 from edgekit.iospec import IOContract
 from edgekit.runtimes.layout import Layout
@@ -301,18 +301,8 @@ def _speed(
         if split is not None and split.text is None:
             feeds |= {k: v[:1] for k, v in split.test.items()}
         calls, path = [fp32.prepared(feeds), variant.prepared(feeds)], "one call"
-    times: list[list[float]] = [[], []]
-    for call in calls:
-        for _ in range(20):  # warm-up
-            call()
-    budget = time.perf_counter() + SPEED_SECONDS
-    while time.perf_counter() < budget:
-        for call, seen in zip(calls, times, strict=True):
-            for _ in range(25):
-                start = time.perf_counter()
-                call()
-                seen.append(time.perf_counter() - start)
-    fp32_us, variant_us = (float(np.median(t)) * 1e6 for t in times)
+    us = interleaved_medians({"fp32": calls[0], "variant": calls[1]}, SPEED_SECONDS)
+    fp32_us, variant_us = us["fp32"], us["variant"]
     return {
         "path": path,
         "batch": 1,
