@@ -166,6 +166,8 @@ def _bench_with_reports(bench_bundles: dict[str, Path], tmp_path: Path):  # type
         (["--json", "/nonexistent-dir/r.json"], "does not exist"),
         (["--compare", "/nonexistent.json"], "--compare /nonexistent.json: not a readable"),
         (["--max-regression", "lots"], "--max-regression must be like 10% or 0.1"),
+        (["--repeat", "0"], "--repeat must be >= 2"),
+        (["--repeat", "2", "--plot", "p.png"], "it does not go with --repeat"),
     ],
 )
 def test_cli_bad_input(bench_bundles: dict[str, Path], args: list[str], message: str) -> None:
@@ -197,3 +199,20 @@ def test_compare_gates_on_a_saved_run(bench_bundles: dict[str, Path], tmp_path: 
     (tmp_path / "fast.json").write_text(json.dumps(doc))
     slower = _cli(*args, "--no-cold-start", "--compare", tmp_path / "fast.json")
     assert slower.exit_code == 1 and "REGRESSED" in slower.output
+
+
+def test_repeat_runs_fresh_processes_and_gives_intervals(
+    bench_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    result = _cli(
+        bench_bundles["lenet"], "--backends", "torch,ort-cpu", "--batch", "1", "--iters", 10,
+        "--rounds", 1, "--repeat", 3, "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "over 3 fresh processes" in result.output and "vs torch" in result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    ort = next(r for r in doc["results"] if r["backend"] == "ort-cpu")
+    latency = ort["repeat"]["p50_us"]
+    assert ort["repeat"]["runs"] == 3 and len(latency["values"]) == 3
+    assert latency["ci95"][0] <= latency["mean"] <= latency["ci95"][1]
+    assert len(ort["repeat"]["speedup_vs_torch"]["values"]) == 3

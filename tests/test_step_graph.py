@@ -88,3 +88,9 @@ def test_export_records_the_step_graph_and_load_uses_it_when_faster(
     text = generator.generate("ab", 30, temperature=0)
     assert text == plain.generate("ab", 30, temperature=0)
     assert "step_graph" not in read_manifest(tiny_bundles["lenet"])
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    info = CliRunner().invoke(app, ["info", str(tiny_bundles["charlm"])])
+    assert "step graph model.step.onnx: " in info.output

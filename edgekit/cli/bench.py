@@ -63,6 +63,10 @@ def bench(
     plot: Annotated[
         Path | None, typer.Option(help="write a PNG of the latency distributions")
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(help="run the whole comparison in N fresh processes; ratios get intervals"),
+    ] = 1,
     compare: Annotated[
         Path | None,
         typer.Option(help="a saved --json run: exit 1 if a row got slower (same machine)"),
@@ -111,6 +115,25 @@ def bench(
             tick = self.ctx.__enter__()
             return lambda n: tick(float(n))
 
+    if repeat != 1:
+        from edgekit.bench.repeat import lines, run_repeated
+
+        if plot is not None:
+            fail("--plot draws one run's samples; it does not go with --repeat", 2)
+
+        doc = run_repeated(
+            repeat,
+            bundle,
+            registry.parse(backends),
+            _int_list(batch, "--batch"),
+            budget,
+            threads,
+            precision,
+        )
+        report.print_report(doc)
+        typer.echo("\n".join(lines(doc)))
+        _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance)
+        return
     prog = _Progress()
     try:
         doc = run_bench(
@@ -127,6 +150,20 @@ def bench(
         if prog.ctx is not None:
             prog.ctx.__exit__(None, None, None)
     report.print_report(doc)
+    _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance)
+
+
+def _write_and_compare(
+    doc: dict[str, Any],
+    json_out: Path | None,
+    markdown_out: Path | None,
+    plot: Path | None,
+    baseline: dict[str, Any] | None,
+    allowance: float,
+) -> None:
+    from edgekit.bench import compare as comparing
+    from edgekit.bench import report
+
     if json_out is not None:
         report.write_json(doc, json_out)
     if markdown_out is not None:

@@ -118,6 +118,13 @@ def info(
         )
         for e in manifest.get("engines", []):
             typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
+        step = manifest.get("step_graph")
+        if step:
+            typer.echo(
+                f"  step graph {step.get('file', '(none)')}: "
+                + ("used for one-token steps" if step.get("used") else "not used")
+                + f" ({step.get('why', '')})"
+            )
         for v in manifest.get("variants", []):
             typer.echo("  " + variant_line(v))
         golden = manifest.get("golden")
@@ -162,7 +169,9 @@ def variant_line(v: dict[str, Any]) -> str:
     speed = g.get("speed", {}).get("ratio", float("nan"))
     recipe = v.get("recipe", {})
     return (
-        f"variant {v['precision']} {v['file']}: {recipe.get('mode')}"
+        f"variant {v['precision']} {v['file']}"
+        + (f" + {v['step_file']} (steps)" if v.get("step_file") else "")
+        + f": {recipe.get('mode')}"
         + (" per-channel" if recipe.get("per_channel") and v["precision"] == "int8" else "")
         + f", {v.get('bytes_ratio', float('nan')):.2f}x size, {speed:.2f}x latency (batch 1), "
         + f"{quality} vs fp32; gates {'PASS' if g.get('passed') else 'missed (forced)'}; "
