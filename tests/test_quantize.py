@@ -135,6 +135,7 @@ def test_convolutions_get_static_int8_calibrated_on_the_training_split(
     assert record["recipe"]["mode"] == "static" and "QuantizeLinear" in record["quantized_ops"]
     assert record["calibration"].endswith("from the training split, MinMax")
     assert record["gates"]["passed"] and "accuracy_delta" in record["gates"]
+    assert record["gates"]["top1_agreement_torch"] >= 0.75  # against torch's golden real images
     assert record["bytes_ratio"] < 0.3
     assert invoke("check", b, "--precision", "int8").exit_code == 0
     verdict = invoke("verify", b)

@@ -94,7 +94,8 @@ def summary(bundle: Path, record: dict[str, Any]) -> str:
     if "accuracy_delta" in g:
         lines.append(
             f"accuracy {g['accuracy_variant']:.2%} vs fp32 {g['accuracy_fp32']:.2%} "
-            f"({g['accuracy_delta']:+.2%}); top-1 agreement {g['top1_agreement']:.2%}"
+            f"({g['accuracy_delta']:+.2%}); top-1 agreement {g['top1_agreement']:.2%} with fp32, "
+            f"{g['top1_agreement_torch']:.2%} with torch on its golden inputs"
         )
     if "perplexity_delta" in g:
         divergence = g["first_greedy_divergence"]
@@ -113,7 +114,10 @@ def summary(bundle: Path, record: dict[str, Any]) -> str:
             + f" over {g['rollout_steps']} steps; state drift {drift} of the state's size",
         ]
     if "output_error" in g:
-        lines.append(f"output error {g['output_error']:.3%} of the outputs' size")
+        lines.append(
+            f"output error {g['output_error']:.3%} of the outputs' size "
+            f"({g['output_error_torch']:.3%} against torch's golden outputs)"
+        )
     lines.append(
         f"speed at batch 1, 1 thread: {speed['variant_us']:.0f} us vs fp32 {speed['fp32_us']:.0f} us "
         f"({speed['ratio']:.2f}x)" + _speed_note(record["precision"], speed["ratio"])

@@ -27,7 +27,6 @@ from edgekit.parity import (
     rollout_passed,
 )
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.layout import Layout
 from edgekit.runtimes.stepper import teacher_forced
 
 
@@ -72,7 +71,7 @@ def replay(bundle: str | Path, manifest: dict[str, Any], backend: Backend) -> Pa
         result = compare_case(case["case"], feeds, recorded(expected), backend.run, bound, rtol)
         report.cases.append(result)
     if "rollout" in record:
-        report.rollout = _replay_rollout(arrays, Layout.of(contract), backend, atol, rtol)
+        report.rollout = _replay_rollout(arrays, backend, atol, rtol)
     return report
 
 
@@ -81,7 +80,7 @@ def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray
 
 
 def _replay_rollout(
-    arrays: dict[str, np.ndarray], layout: Layout, backend: Backend, atol: float, rtol: float
+    arrays: dict[str, np.ndarray], backend: Backend, atol: float, rtol: float
 ) -> RolloutResult:
     prompt, tokens, logits = (arrays[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
     expected_state = _section(arrays, "rollout/state/")

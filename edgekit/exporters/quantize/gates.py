@@ -3,8 +3,10 @@
 Each gate is measured and reported; the ones with a bar decide:
 
 - classification: accuracy on held-out data within `max_accuracy_drop` of the fp32 bundle's (or one
-  example, when the held-out set has fewer than 200 rows), plus top-1 agreement with fp32;
-- regression and generic graphs: output error relative to the outputs' own magnitude;
+  example, when the held-out set has fewer than 200 rows), plus top-1 agreement with fp32, and with
+  torch on its golden inputs (reported);
+- regression and generic graphs: output error relative to the outputs' own magnitude (and to
+  torch's golden outputs, reported);
 - language models: held-out perplexity within `max_perplexity_delta` of fp32, next-token top-1
   agreement with torch (teacher-forced over its greedy rollout) and with fp32 on held-out text;
   the first step where the variant's own greedy text leaves torch's, and the state drift relative
@@ -93,18 +95,21 @@ def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
     gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
     fp32, variant = run.fp32, run.variant
     first = contract.outputs[0].name
-    if split is not None:
+    # against torch: its own outputs, from the golden records
+    cases, torch_note = _golden_cases(manifest, contract, golden)
+    torch_ref = np.concatenate([out[first].reshape(-1, out[first].shape[-1]) for _, out in cases])
+    torch_got = np.concatenate(
+        [variant.run(feeds)[first].reshape(-1, torch_ref.shape[-1]) for feeds, _ in cases]
+    )
+    if split is not None:  # against the fp32 bundle, on held-out data
         gates["held_out"] = split.label()
         ref, got = _batched(fp32, split.test, first), _batched(variant, split.test, first)
-    else:  # torch's own outputs, from the golden records
-        cases, gates["held_out"] = _golden_cases(manifest, contract, golden)
-        ref = np.concatenate([out[first].reshape(-1, out[first].shape[-1]) for _, out in cases])
-        got = np.concatenate(
-            [variant.run(feeds)[first].reshape(-1, ref.shape[-1]) for feeds, _ in cases]
-        )
+    else:
+        gates["held_out"], ref, got = torch_note, torch_ref, torch_got
     if manifest["task"] == "classify":
         p32, p8 = _classes(ref), _classes(got)
         gates["top1_agreement"] = float((p32 == p8).mean())
+        gates["top1_agreement_torch"] = float((_classes(torch_ref) == _classes(torch_got)).mean())
         if split is not None and split.targets is not None:
             n = len(split.targets)
             gates["accuracy_fp32"] = float((p32 == split.targets).mean())
@@ -120,8 +125,9 @@ def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
                 f"top-1 agreement {gates['top1_agreement']:.2%} < {bars.min_agreement:.0%}"
             )
         return
-    error = float(np.linalg.norm(got - ref) / max(float(np.linalg.norm(ref)), 1e-12))
+    error = _relative_error(got, ref)
     gates["output_error"] = error
+    gates["output_error_torch"] = _relative_error(torch_got, torch_ref)
     if split is not None and split.targets is not None and manifest["task"] == "regress":
         want = split.targets.reshape(ref.shape)
         gates["rmse_fp32"] = float(np.sqrt(((ref - want) ** 2).mean()))
@@ -130,6 +136,10 @@ def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
         failures.append(
             f"output error {error:.2%} of the outputs' size > {bars.max_output_error:.0%}"
         )
+
+
+def _relative_error(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(got - ref) / max(float(np.linalg.norm(ref)), 1e-12))
 
 
 def _golden_cases(
@@ -193,7 +203,7 @@ def _language_model(run: _Run, layout: Layout) -> None:
             if k.startswith("rollout/state/")
         )
     }
-    gates["first_greedy_divergence"] = _divergence(layout, variant, prompt, tokens)
+    gates["first_greedy_divergence"] = _divergence(variant, prompt, tokens)
     gates["rollout_steps"] = len(tokens)
     if split is not None and split.text is not None:
         text = split.text[:TEXT_LIMIT]
@@ -225,9 +235,7 @@ def _language_model(run: _Run, layout: Layout) -> None:
         )
 
 
-def _divergence(
-    layout: Layout, variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray
-) -> int | None:
+def _divergence(variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray) -> int | None:
     """The first step where the variant's own greedy choice leaves torch's (None: never)."""
     stepper = variant.stepper(1)
     logits = stepper.prefill(prompt)
