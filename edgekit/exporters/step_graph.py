@@ -28,7 +28,7 @@ from torch import nn
 from edgekit.bench.runner import interleaved_medians
 from edgekit.iospec import IOContract
 from edgekit.models.charlm import CharLM
-from edgekit.parity import compare_outputs
+from edgekit.parity import compare_outputs, rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.onnxruntime import OrtBackend
 
@@ -201,17 +201,18 @@ def check_step_graph(
             feeds[name] = rng.standard_normal(zeros.shape).astype(np.float32)
         diffs = compare_outputs(reference.run(feeds), step.run(feeds), atol, rtol)
         failures += [f"B={batch} {d.name}: max abs {d.max_abs:.3g}" for d in diffs if not d.passed]
-    state_ref = state_step = layout.zero_state(1)
-    token = np.zeros((1, 1), np.int64)
-    for k in range(steps):
-        want = reference.run({layout.tokens.name: token, **state_ref})
-        got = step.run({layout.tokens.name: token, **state_step})
-        bad = [d for d in compare_outputs(want, got, atol, rtol) if not d.passed]
-        if bad:
-            failures.append(f"rollout step {k}: {bad[0].name} max abs {bad[0].max_abs:.3g}")
-            break
-        state_ref, state_step = layout.state_after(want), layout.state_after(got)
-        token = np.array([[int(want[layout.logits.name][0, -1].argmax())]], np.int64)
+    # the export's own rollout check, from a one-token prompt (the step graph takes T = 1 only)
+    result = rollout(reference.run, step.run, np.zeros((1, 1), np.int64), layout, steps, atol, rtol)
+    if not result.passed:
+        failures.append(
+            f"rollout over {steps} steps: {result.error or 'max abs logit diff'} "
+            f"{result.max_logit_diff:.3g}"
+            + (
+                f", greedy choice differs at step {result.decisive_mismatch}"
+                if result.decisive_mismatch is not None
+                else ""
+            )
+        )
     return failures
 
 
