@@ -2,6 +2,9 @@
 
 The 2-layer LSTM charlm (hidden 256) at batch 1 on CPU. All three step the same weights greedily; they
 are timed in interleaved rounds (so machine drift hits all alike), GC paused, perf_counter_ns per step.
+A second table times whole greedy calls of `--steps` tokens through each way of generating
+(`session.step` in a loop, `generate`, `stream`, `generate_batch` with one prompt), per token, each
+call including its session set-up and the prompt's prefill.
 
     .venv/bin/python -m benchmarks.generator_step [--checkpoint CKPT] [--rounds 10] [--steps 200]
 """
@@ -132,6 +135,7 @@ def main() -> None:
     finally:
         gc.enable()
 
+    per_token = _ways_of_generating(gen, args.rounds, args.steps)
     rows = {}
     for name, ns in samples.items():
         us = np.array(ns) / 1e3
@@ -158,6 +162,9 @@ def main() -> None:
         "rows": rows,
         "generator_vs_raw_p50": g["p50_us"] / r["p50_us"],
         "torch_vs_generator_p50": t["p50_us"] / g["p50_us"],
+        "per_token_us": per_token,
+        "generate_batch_1_vs_session_step": per_token["generate_batch(1)"]
+        / per_token["session.step"],
     }
     print(f"{'backend':<16} {'p50 us':>9} {'p99 us':>9} {'mean us':>9}")
     for name, row in rows.items():
@@ -166,8 +173,40 @@ def main() -> None:
         f"generator / raw loop (p50): {result['generator_vs_raw_p50']:.3f}   "
         f"torch / generator (p50): {result['torch_vs_generator_p50']:.2f}x"
     )
+    print("per token over whole calls (p50 of the rounds):")
+    for name, us in per_token.items():
+        print(f"  {name:<18} {us:>9.1f} us")
+    print(f"generate_batch(1) / session.step: {result['generate_batch_1_vs_session_step']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _ways_of_generating(gen, rounds: int, steps: int) -> dict[str, float]:
+    """Median over rounds of (one greedy call of `steps` tokens) / steps, per way of generating."""
+
+    def session_loop() -> None:
+        s = gen.session()
+        s.feed("the ")
+        for _ in range(steps):
+            s.step(0)
+
+    ways = {
+        "session.step": session_loop,
+        "generate": lambda: gen.generate("the ", steps, temperature=0),
+        "stream": lambda: list(gen.stream("the ", steps, temperature=0)),
+        "generate_batch(1)": lambda: gen.generate_batch(["the "], steps, temperature=0),
+    }
+    for fn in ways.values():  # warm-up
+        fn()
+    calls: dict[str, list[int]] = {name: [] for name in ways}
+    gc.disable()
+    try:
+        for _ in range(max(rounds, 5)):
+            for name, fn in ways.items():
+                calls[name] += timed(fn, 1)
+    finally:
+        gc.enable()
+    return {name: float(np.median(ns)) / 1e3 / steps for name, ns in calls.items()}
 
 
 def _cpu_model() -> str:

@@ -9,8 +9,9 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.decode import Decoder, Sampling
 from edgekit.runtimes.golden import SelfCheck
-from edgekit.runtimes.sampling import check_sampling, check_seed, sample
+from edgekit.runtimes.sampling import check_sampling, check_seed
 
 MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
 
@@ -46,6 +47,7 @@ class GenerationSession:
         self._generator = generator
         self._stepper = generator.backend.stepper(1)
         self._rng = np.random.default_rng(seed)
+        self._decoder = Decoder(self._stepper, Sampling(), self._rng)
         self._ready = False  # logits for the next token are available
 
     def feed(self, text: str) -> None:
@@ -60,10 +62,12 @@ class GenerationSession:
         """Sample the next character, feed it back (one T = 1 call), and return it."""
         if not self._ready:
             raise InputError("feed() some text before step(): there is nothing to continue from")
-        token = int(sample(self._stepper.next_logits, temperature, top_k, top_p, self._rng)[0])
-        self._stepper.next_tokens[0] = token
-        self._stepper.step()
-        return self._generator.vocab[token]
+        sampling = self._decoder.sampling
+        if (sampling.temperature, sampling.top_k, sampling.top_p) != (temperature, top_k, top_p):
+            check_sampling(temperature, top_k, top_p)
+            self._decoder.sampling = Sampling(temperature, top_k, top_p)
+        self._decoder.advance()
+        return self._generator.vocab[self._decoder.tokens[0]]
 
     @property
     def state(self) -> dict[str, np.ndarray]:
@@ -134,26 +138,29 @@ class Generator(SelfCheck):
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
     ) -> Iterator[str]:
-        """Yield generated characters as they are produced (a stop string itself is not yielded)."""
+        """Yield generated characters as they are produced (a stop string itself is not yielded).
+
+        With stop strings, the last (longest stop - 1) tokens are held back until they can no
+        longer begin one."""
         stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop, streaming=True)
-        hold = max((len(s) for s in stops), default=1) - 1  # chars that may still start a stop
         session = self.session(seed)
         session.feed(prompt)
-        if not stops:  # the common case: nothing to hold back
-            for _ in range(max_new_tokens):
-                yield session.step(temperature, top_k, top_p)
-            return
-        pending = ""
-        for _ in range(max_new_tokens):
-            pending += session.step(temperature, top_k, top_p)
-            hit = next((s for s in stops if s in pending), None)
-            if hit is not None:
-                yield from pending[: pending.index(hit)]
+        decoder = Decoder(
+            session._stepper, Sampling(temperature, top_k, top_p), session._rng, stops, self.vocab
+        )
+        matcher, vocab, tokens = decoder.matcher, self.vocab, decoder.tokens
+        hold = matcher.window - 1 if matcher.active else 0
+        for produced in range(1, max_new_tokens + 1):
+            hits = decoder.advance()
+            if hits:  # the held tokens and this one, less the stop string
+                pending = "".join(vocab[t] for t in matcher.recent(0, min(hold + 1, produced)))
+                yield from pending[: len(pending) - hits[0][1]]
                 return
-            if len(pending) > hold:
-                yield from pending[: len(pending) - hold]
-                pending = pending[len(pending) - hold :]
-        yield from pending
+            if not hold:
+                yield vocab[tokens[0]]
+            elif produced > hold:  # the token `hold` steps back can no longer begin a stop
+                yield vocab[matcher.history[0, (produced - 1 - hold) % matcher.window]]
+        yield from (vocab[t] for t in matcher.recent(0, min(hold, max_new_tokens)))
 
     def generate(
         self,
@@ -185,8 +192,35 @@ class Generator(SelfCheck):
         would change a recurrent state), then every stream steps together.
         """
         stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
-        if not prompts:
-            return []
+        check_seed(seed)
+        if not prompts or not max_new_tokens:
+            return [""] * len(prompts)
+        stepper = self._prefilled(prompts)
+        decoder = Decoder(
+            stepper,
+            Sampling(temperature, top_k, top_p),
+            np.random.default_rng(seed),
+            stops,
+            self.vocab,
+        )
+        produced = np.empty((max_new_tokens, len(prompts)), np.int64)  # (steps, B)
+        ends: dict[int, tuple[int, int]] = {}  # stream -> (tokens kept, characters then dropped)
+        for n in range(max_new_tokens):
+            hits = decoder.advance()
+            produced[n] = decoder.tokens
+            for stream, drop in hits:
+                ends.setdefault(stream, (n + 1, drop))  # its first stop string ends it
+            if len(ends) == len(prompts):
+                break
+        texts = []
+        for stream in range(len(prompts)):
+            kept, drop = ends.get(stream, (n + 1, 0))
+            text = "".join(self.vocab[t] for t in produced[:kept, stream])
+            texts.append(text[: len(text) - drop])
+        return texts
+
+    def _prefilled(self, prompts: Sequence[str]) -> Any:
+        """A stepper of len(prompts) streams, each prefilled with its prompt."""
         encoded = [self.encode(p) for p in prompts]
         layout = self.backend.layout
         stepper = self.backend.stepper(len(prompts))
@@ -200,21 +234,4 @@ class Generator(SelfCheck):
             stepper.next_logits[rows] = layout.last_logits(out[layout.logits.name])
             layout.put_rows(state, rows, layout.state_after(out))
         stepper.set_state(state)
-        check_seed(seed)
-        rng = np.random.default_rng(seed)
-        texts = [""] * len(prompts)
-        done = [False] * len(prompts)
-        for _ in range(max_new_tokens):
-            tokens = sample(stepper.next_logits, temperature, top_k, top_p, rng)
-            stepper.next_tokens[:] = tokens
-            stepper.step()
-            for i, tok in enumerate(tokens):
-                if not done[i]:
-                    texts[i] += self.vocab[int(tok)]
-                    hit = next((s for s in stops if s in texts[i]), None)
-                    if hit is not None:
-                        texts[i] = texts[i][: texts[i].index(hit)]
-                        done[i] = True
-            if all(done):
-                break
-        return texts
+        return stepper

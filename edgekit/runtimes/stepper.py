@@ -49,7 +49,7 @@ def greedy(stepper: Any) -> Callable[[], None]:
     """One greedy step of every stream: the argmax of the last logits is fed back."""
 
     def step() -> None:
-        stepper.next_tokens[:] = stepper.next_logits.argmax(-1)
+        np.argmax(stepper.next_logits, axis=-1, out=stepper.next_tokens)
         stepper.step()
 
     return step

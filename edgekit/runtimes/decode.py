@@ -1,0 +1,128 @@
+"""One per-step loop behind every way of generating: pick the next tokens, feed them back, watch
+for stop strings.
+
+`GenerationSession.step`, `Generator.stream`, `generate` and `generate_batch` all advance a
+`Decoder`, so they cost the same per token. With greedy picking a step allocates no arrays: argmax
+writes straight into the stepper's bound token buffer, the token is copied into a preallocated
+ring, and the stop check is one table lookup into a preallocated flag row; a full suffix comparison
+runs only for a stream whose token ends some stop string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.runtimes.sampling import sample
+
+NO_HITS: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def pick(self, logits: np.ndarray, out: np.ndarray, rng: np.random.Generator) -> None:
+        """Write one token id per row of `logits` (B, V) into `out` (B,)."""
+        if self.temperature == 0:
+            np.argmax(logits, axis=-1, out=out)
+        else:
+            out[...] = sample(logits, self.temperature, self.top_k, self.top_p, rng)
+
+
+class StopMatcher:
+    """Which streams just completed a stop string, from the token ids they produced.
+
+    The last `window` tokens of every stream sit in a ring (B, window). A stop string can only
+    complete on a token that ends one, so each step first looks the new tokens up in a (V,) table;
+    only streams whose token ends a stop are compared in full. A vocabulary whose entries are not
+    all single characters is matched on text instead (a stop string may then span tokens).
+    """
+
+    def __init__(self, stops: Sequence[str], vocab: Sequence[str], batch: int) -> None:
+        self.vocab = list(vocab)
+        self.by_chars = all(len(v) == 1 for v in self.vocab)
+        index = {ch: i for i, ch in enumerate(self.vocab)}
+        if self.by_chars:  # a stop with a character outside the vocabulary can never be produced
+            seqs = [[index[c] for c in s] for s in stops if all(c in index for c in s)]
+            self.window = max((len(s) for s in seqs), default=1)
+        else:  # enough tokens (each at least one character) to hold the longest stop
+            seqs = []
+            self.window = max((len(s) for s in stops), default=1)
+        self.stops = list(stops)
+        self.ends_a_stop = np.zeros(len(self.vocab), bool)
+        self.by_last: dict[int, list[list[int]]] = {}  # final token -> stops, longest first
+        for seq in sorted(seqs, key=len, reverse=True):
+            self.ends_a_stop[seq[-1]] = True
+            self.by_last.setdefault(seq[-1], []).append(seq)
+        if not self.by_chars and stops:
+            self.ends_a_stop[:] = True  # any token may complete a stop
+        self.history = np.zeros((batch, self.window), np.int64)  # ring of each stream's tokens
+        self.flag = np.zeros(batch, bool)
+        self.count = 0  # tokens produced per stream (all streams advance together)
+        self.active = bool(self.by_last) or (not self.by_chars and bool(stops))
+
+    def recent(self, stream: int, n: int) -> list[int]:
+        """The last `n` tokens of `stream` (n <= window and <= count), oldest first."""
+        return [int(self.history[stream, (self.count - n + k) % self.window]) for k in range(n)]
+
+    def push(self, tokens: np.ndarray) -> tuple[tuple[int, int], ...]:
+        """Record this step's tokens (B,); return (stream, characters to drop) for each stream
+        whose text now ends inside a stop string: the text ends before the stop's first char."""
+        self.history[:, self.count % self.window] = tokens
+        self.count += 1
+        if not self.active:
+            return NO_HITS
+        np.take(self.ends_a_stop, tokens, out=self.flag)
+        if not self.flag.any():
+            return NO_HITS
+        hits = []
+        for stream in np.flatnonzero(self.flag):
+            drop = self._drop(int(stream), int(tokens[stream]))
+            if drop:
+                hits.append((int(stream), drop))
+        return tuple(hits)
+
+    def _drop(self, stream: int, token: int) -> int:
+        if self.by_chars:  # the longest stop that is a suffix of the stream's tokens
+            for seq in self.by_last.get(token, ()):
+                n = len(seq)
+                if n <= self.count and self.recent(stream, n) == seq:
+                    return n
+            return 0
+        # text vocabulary: the earliest stop occurrence that the newest token completes
+        tail = "".join(self.vocab[t] for t in self.recent(stream, min(self.window, self.count)))
+        newest = len(self.vocab[token])
+        starts = [
+            at
+            for s in self.stops
+            if (at := tail.find(s, max(0, len(tail) - newest - len(s) + 1))) >= 0
+        ]
+        return len(tail) - min(starts) if starts else 0
+
+
+class Decoder:
+    """Drives a stepper whose logits are ready: `advance()` picks every stream's next token, feeds
+    it back (one call) and returns the stop hits. The picked tokens stay in `tokens` (B,)."""
+
+    def __init__(
+        self,
+        stepper: Any,
+        sampling: Sampling,
+        rng: np.random.Generator,
+        stops: Sequence[str] = (),
+        vocab: Sequence[str] = (),
+    ) -> None:
+        self.stepper, self.sampling, self.rng = stepper, sampling, rng
+        self.tokens = stepper.next_tokens  # (B,) view of the bound token buffer
+        self.matcher = StopMatcher(stops, vocab, stepper.batch)
+
+    def advance(self) -> tuple[tuple[int, int], ...]:
+        self.sampling.pick(self.stepper.next_logits, self.tokens, self.rng)
+        self.stepper.step()
+        return self.matcher.push(self.tokens)
