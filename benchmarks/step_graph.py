@@ -3,9 +3,11 @@
     .venv/bin/python -m benchmarks.step_graph [--ckpt runs/ckpt] [--seconds 6]
 
 For each charlm cell at the zoo's default size (2 x 256), the bundle is exported (which builds, checks
-and times the step graph and records whether it is used), then three greedy one-token steps at batch
-1 are timed interleaved in one process, one thread each: ONNX Runtime on the sequence graph (bound
-stepper), ONNX Runtime on the step graph (bound stepper), and torch eager. Checkpoints come from
+and times the step graph and records whether it is used), then greedy one-token steps at batch 1
+are timed interleaved in one process, one thread each: ONNX Runtime on the sequence graph (bound
+stepper), ONNX Runtime on the step graph (bound stepper), torch eager and, where openvino is
+installed, edgekit's OpenVINO backend and OpenVINO used by hand (stateful, static shapes; see
+benchmarks/openvino_peers.py). Checkpoints come from
 --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly (latency depends on shapes, not on how
 well a model is trained). Writes the "step-graph" section of benchmarks/RESULTS.md.
 """
@@ -59,8 +61,14 @@ def main() -> None:
         if step is not None:
             backend = OrtBackend(bundle / "model.onnx", contract, threads=1, step_graph=step)
             calls["step graph"] = backend.greedy_step(1)
+        notes = add_openvino(calls, bundle, contract, step)
         rows.append(
-            {"cell": cell, "export": record, "us": interleaved_medians(calls, args.seconds)}
+            {
+                "cell": cell,
+                "export": record,
+                "us": interleaved_medians(calls, args.seconds),
+                "notes": notes,
+            }
         )
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="minutes"),
@@ -74,6 +82,34 @@ def main() -> None:
     print(section)
 
 
+TORCH_TARGET = {"lstm": 8.0, "gru": 6.0}  # the rest: 5x
+
+
+def add_openvino(calls: dict[str, Any], bundle: Path, contract: Any, step: Path | None) -> dict:
+    """OpenVINO rows, where openvino is installed; a graph it cannot load is noted, not fatal."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return {"openvino": "not installed"}
+    from benchmarks.openvino_peers import stateful_step
+    from edgekit.parity import error_line
+    from edgekit.runtimes.layout import Layout
+    from edgekit.runtimes.openvino import OpenVinoBackend
+
+    notes = {}
+    try:
+        backend = OpenVinoBackend(bundle / "model.onnx", contract, threads=1, step_graph=step)
+        calls["openvino"] = backend.greedy_step(1)
+    except Exception as exc:
+        notes["openvino"] = error_line(exc)[:160]
+    try:
+        source = step or bundle / "model.onnx"
+        calls["openvino by hand"] = stateful_step(source, Layout.of(contract), 1, threads=1)
+    except Exception as exc:
+        notes["openvino by hand"] = error_line(exc)[:160]
+    return notes
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         "## One-token step: step graph vs sequence graph vs torch eager",
@@ -85,8 +121,8 @@ def render(result: dict[str, Any]) -> str:
         "0.97x the sequence graph's step).",
         "",
         "| cell | sequence graph | step graph | step / sequence | used | torch eager | "
-        "runtime step vs torch |",
-        "|---|---|---|---|---|---|---|",
+        "runtime step vs torch | target | OpenVINO backend | OpenVINO by hand |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         us, used = row["us"], row["export"]["used"]
@@ -96,9 +132,21 @@ def render(result: dict[str, Any]) -> str:
             f"| {row['cell']} | {us['sequence']:.1f} us | "
             + (f"{step:.1f} us | {step / us['sequence']:.2f}x" if step else "- | -")
             + f" | {'yes' if used else 'no (' + row['export']['why'] + ')'} | {us['torch']:.1f} us | "
-            f"{us['torch'] / runtime:.2f}x |"
+            f"{us['torch'] / runtime:.2f}x | {target(row['cell'], us['torch'] / runtime)} | "
+            f"{_cell(us, row, 'openvino')} | {_cell(us, row, 'openvino by hand')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def target(cell: str, speedup: float) -> str:
+    want = TORCH_TARGET.get(cell, 5.0)
+    return f">= {want:g}x: {'met' if speedup >= want else 'not met'}"
+
+
+def _cell(us: dict[str, float], row: dict[str, Any], name: str) -> str:
+    if name in us:
+        return f"{us[name]:.1f} us"
+    return f"- ({row.get('notes', {}).get(name, 'not run')})"
 
 
 if __name__ == "__main__":

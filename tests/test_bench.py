@@ -84,6 +84,44 @@ def test_generation_bench_cases(bench_bundles: dict[str, Path]) -> None:
     )
     assert bound["vs_floor"] == pytest.approx(bound["p50_us"] / floor["p50_us"])
     assert doc["backends"]["numpy-floor"]["status"] == "ok"
+    # the fraction of the machine's FMA peak the weight products reach
+    from edgekit.bench.floors import step_flops
+
+    flops = step_flops(bench_bundles["charlm"] / "model.onnx")
+    assert bound["gflops"] == pytest.approx(flops * 3 / (bound["p50_us"] * 1e3))
+    peak = doc["machine"]["fma_peak"]
+    if peak["gflops"]:
+        assert bound["of_peak"] == pytest.approx(bound["gflops"] / peak["gflops"])
+    assert peak["numpy_sgemm_gflops"] > 0
+
+
+CPUINFO = """processor : {n}
+vendor_id : {vendor}
+cpu MHz : 2500.000
+physical id : 0
+core id : {core}
+flags : fpu avx avx2 fma avx512f {extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("vendor", "extra", "lanes"),
+    [
+        ("GenuineIntel", "", 16),  # 512-bit FMA units
+        ("AuthenticAMD", "", 8),  # Zen 4: AVX-512 on 256-bit units
+        ("AuthenticAMD", "avx512_vp2intersect", 16),  # Zen 5
+    ],
+)
+def test_fma_peak_from_cpuinfo(tmp_path: Path, vendor: str, extra: str, lanes: int) -> None:
+    from edgekit.bench.floors import fma_peak
+
+    # four logical CPUs on two physical cores (SMT siblings share their core's FMA units)
+    text = "\n".join(CPUINFO.format(n=n, vendor=vendor, core=n // 2, extra=extra) for n in range(4))
+    (tmp_path / "cpuinfo").write_text(text)
+    peak = fma_peak(["avx", "avx2", "fma", "avx512f"], 4, tmp_path / "cpuinfo")
+    assert (peak["cores"], peak["fp32_lanes"]) == (2, lanes)
+    assert peak["gflops"] == pytest.approx(2 * lanes * 2 * 2 * 2.5)
+    assert fma_peak(["sse4_2"], 4, tmp_path / "missing")["gflops"] is None
 
 
 def test_duration_budget(bench_bundles: dict[str, Path]) -> None:

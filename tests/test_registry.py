@@ -27,6 +27,7 @@ def test_every_backend_is_registered_once_in_listing_order() -> None:
         "ort-cuda",
         "ort-cuda-graph",
         "ort-trt",
+        "openvino",
         "trt",
     }
     assert registry.get("torch").reference and not registry.get("ort-cpu").reference
@@ -37,7 +38,7 @@ def test_unknown_backend_and_device_list_the_known_ones(tiny_bundles: dict[str, 
         registry.get("openvino-npu")
     with pytest.raises(InputError, match="unknown backend"):
         registry.parse("ort-cpu,nope")
-    with pytest.raises(InputError, match="known devices: auto, cpu, cuda, tensorrt"):
+    with pytest.raises(InputError, match="known devices: auto, cpu, cuda, tensorrt, openvino"):
         edgekit.load(tiny_bundles["linear"], device="npu")
 
 

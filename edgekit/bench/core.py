@@ -29,7 +29,14 @@ from typing import Any
 import edgekit.reference  # noqa: F401  (registers the torch reference backends)
 from edgekit.bench.cases import Case, build_cases
 from edgekit.bench.coldstart import measure_cold_start
-from edgekit.bench.floors import FLOOR, add_floor_ratios, floor_cases
+from edgekit.bench.floors import (
+    FLOOR,
+    add_floor_ratios,
+    add_peak_fractions,
+    floor_cases,
+    fma_peak,
+    step_flops,
+)
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
 from edgekit.errors import InputError
@@ -140,6 +147,10 @@ def run_bench(
         results.append(row)
     _add_speedups(results)
     add_floor_ratios(results)
+    machine = machine_info()
+    if FLOOR in status and status[FLOOR]["status"] == "ok":
+        flops = step_flops(bundle / manifest["graph"])
+        add_peak_fractions(results, flops, machine["fma_peak"]["gflops"])
     return {
         "schema": "edgekit.bench",
         "schema_version": 1,
@@ -147,7 +158,7 @@ def run_bench(
         "bundle": str(bundle.resolve()),
         "task": manifest["task"],
         "model": manifest["model"],
-        "machine": machine_info(),
+        "machine": machine,
         "versions": _versions(),
         "settings": {
             "backends": chosen,
@@ -223,6 +234,8 @@ def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, An
         out["onnxruntime_intra_op"] = (
             threads or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus)"
         )
+    if "openvino" in backends:
+        out["openvino"] = threads or "OpenVINO default (LATENCY hint)"
     if any(b.startswith("torch") for b in backends):
         import torch
 
@@ -239,10 +252,12 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    isa, cores = _isa_flags(), os.cpu_count() or 1
     return {
         "cpu": cpu,
-        "isa": _isa_flags(),
-        "cores": os.cpu_count(),
+        "isa": isa,
+        "cores": cores,
+        "fma_peak": fma_peak(isa, cores),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
@@ -268,7 +283,16 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("edgekit-ml", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt"):
+    packages = (
+        "edgekit-ml",
+        "numpy",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "openvino",
+        "torch",
+        "tensorrt",
+    )
+    for pkg in packages:
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -6,11 +6,16 @@ exactly that (numpy's BLAS, preallocated outputs, no gate math, no graph) over e
 matrix of the bundle's graph, so each runtime row can say how far it is from that floor
 (`vs_floor`). The floor is a reference to compare against, not a bound no runtime can beat: a
 runtime that fuses gates or uses its own kernels may come in under it.
+
+Above every floor sits the machine's FMA peak: cores x fp32 lanes x 2 (a multiply and an add) x FMA
+units x clock. Each recurrent row reports the fraction of it that its weight products reach
+(`of_peak`), so a reader sees how far from the hardware a row is, and why batching pays.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +63,75 @@ def add_floor_ratios(results: list[dict]) -> None:
     for r in results:
         ref = floor.get(r["case"].replace("step host", "step bound"))
         r["vs_floor"] = r["p50_us"] / ref if ref and r["backend"] != FLOOR else None
+
+
+FMA_UNITS = 2  # FMA pipes per core: AMD Zen 2 and later, Intel Haswell and later (not detectable)
+
+
+def fma_peak(isa: list[str], cores: int, cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """The machine's fp32 FMA peak in GFLOP/s, with what it assumes; gflops None where unknown."""
+    mhz = None
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        lines = []
+    flags = set(next((x.split(":", 1)[1].split() for x in lines if x.startswith("flags")), []))
+    amd = any("AuthenticAMD" in x for x in lines if x.startswith("vendor_id"))
+    # AMD Zen 4 runs AVX-512 on 256-bit FMA units (Zen 5, with vp2intersect, has 512-bit ones)
+    wide = "avx512f" in isa and not (amd and "avx512_vp2intersect" not in flags)
+    lanes = 16 if wide else 8 if {"avx2", "fma"} <= set(isa) else None
+    clocks = [line.split(":", 1)[1] for line in lines if line.startswith("cpu MHz")]
+    if clocks:  # absent on many ARM kernels
+        mhz = max(float(c) for c in clocks)
+    # physical cores: SMT siblings share their core's FMA units
+    physical = {
+        (p.split(":")[1].strip(), c.split(":")[1].strip())
+        for p, c in zip(
+            (x for x in lines if x.startswith("physical id")),
+            (x for x in lines if x.startswith("core id")),
+            strict=False,
+        )
+    }
+    cores = len(physical) or cores
+    known = lanes is not None and mhz is not None
+    return {
+        "gflops": cores * lanes * 2 * FMA_UNITS * mhz / 1e3 if known else None,  # type: ignore[operator]
+        "cores": cores,
+        "fp32_lanes": lanes,
+        "fma_units_per_core": FMA_UNITS,
+        "mhz": mhz,
+        "how": "cores x fp32 lanes x 2 x FMA units per core (assumed) x the clock /proc/cpuinfo "
+        "reports (turbo may run above it)",
+        "numpy_sgemm_gflops": measured_sgemm_gflops(),
+    }
+
+
+def measured_sgemm_gflops(n: int = 1024, repeats: int = 3) -> float:
+    """What numpy's BLAS reaches on one large fp32 GEMM on all cores (best of `repeats`): the
+    practical ceiling, beside the FMA peak it is measured against."""
+    import time
+
+    a = np.ones((n, n), np.float32)
+    out = np.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up the BLAS threads
+        t0 = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(graph: Path) -> int:
+    """Floating-point operations of one stream's step over every weight matrix (2 per weight)."""
+    return sum(2 * w.size for w in weight_matrices(graph))
+
+
+def add_peak_fractions(
+    results: list[dict], flops_per_stream: int, peak_gflops: float | None
+) -> None:
+    """gflops (weight products only) and of_peak for every one-token step row."""
+    for r in results:
+        if not r["case"].startswith("step"):
+            continue
+        r["gflops"] = flops_per_stream * r["batch"] / (r["p50_us"] * 1e3)
+        r["of_peak"] = r["gflops"] / peak_gflops if peak_gflops else None

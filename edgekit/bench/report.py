@@ -24,6 +24,7 @@ COLUMNS = [
     "items/s",
     "vs torch",
     "vs floor",
+    "of FMA peak",
     "quality vs fp32",
     "",
 ]
@@ -44,6 +45,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         f"{r['throughput_per_s']:.4g}",
         speed,
         f"{r['vs_floor']:.2f}x" if r.get("vs_floor") else "-",
+        f"{r['of_peak']:.1%}" if r.get("of_peak") else "-",
         r.get("quality") or "",
         "noisy" if r["noisy"] else "",
     ]

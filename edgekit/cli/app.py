@@ -99,7 +99,7 @@ def load_bundle(bundle: Path, device: str, precision: str = "fp32") -> Any:
     return model
 
 
-DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | auto")]
+DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | openvino | auto")]
 PrecisionOption = Annotated[
     str, typer.Option(help="fp32 | int8 | fp16 (variants from edgekit quantize) | auto")
 ]

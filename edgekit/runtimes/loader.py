@@ -38,7 +38,8 @@ def load(
     precision: str = "fp32",
     step_graph: bool = True,
 ) -> Any:
-    """Load a bundle on `device` ("cpu", "cuda", "tensorrt" or "auto"), at `precision`: "fp32",
+    """Load a bundle on `device` ("cpu", "cuda", "tensorrt", "openvino" or "auto": the best GPU
+    backend here, else ONNX Runtime on the CPU), at `precision`: "fp32",
     "int8" or "fp16" (variants made by `edgekit quantize`), or "auto": on a CPU the int8 variant
     when it measured faster than fp32, on a GPU the fp16 variant when there is one, else fp32.
 
@@ -113,7 +114,7 @@ def auto_precision(variants: dict[str, dict[str, Any]], device: str) -> str:
 
 
 # `device` as users name it -> the registry's backend; `auto` takes the first that can run here.
-DEVICES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "tensorrt": "ort-trt"}
+DEVICES = {"cpu": "ort-cpu", "cuda": "ort-cuda", "tensorrt": "ort-trt", "openvino": "openvino"}
 AUTO = ("ort-trt", "ort-cuda", "ort-cpu")
 
 

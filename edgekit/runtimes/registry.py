@@ -41,7 +41,11 @@ class BackendEntry:
 _ENTRIES: dict[str, BackendEntry] = {}
 # Modules whose import registers their backends. The torch reference lives outside `runtimes/` (it
 # needs torch and checkpoints) and registers itself when `edgekit.reference` is imported.
-_BUILTIN = ("edgekit.runtimes.onnxruntime", "edgekit.runtimes.tensorrt")
+_BUILTIN = (
+    "edgekit.runtimes.onnxruntime",
+    "edgekit.runtimes.openvino",
+    "edgekit.runtimes.tensorrt",
+)
 _loaded = False
 
 

@@ -65,7 +65,7 @@ def teacher_forced(stepper: Any, prompt: np.ndarray, tokens: np.ndarray) -> Iter
         yield stepper.step()[0]
 
 
-class _Buffers:
+class StepBuffers:
     """The token and logits buffers of one step, with (B,) and (B, V) views in any layout."""
 
     def __init__(self, layout: Layout, batch: int) -> None:
@@ -77,7 +77,7 @@ class _Buffers:
         self.state_shapes = {s.input: s.shape(batch) for s in layout.state}
 
 
-class HostStepper(_Buffers):
+class HostStepper(StepBuffers):
     """State through the host: a feeds dict in and numpy state out on every call."""
 
     def __init__(self, backend: Any, batch: int) -> None:
@@ -109,7 +109,7 @@ class HostStepper(_Buffers):
         self.state = self.layout.zero_state(self.batch)
 
 
-class BoundStepper(_Buffers):
+class BoundStepper(StepBuffers):
     """Allocation-free recurrent stepping with IO binding and ping-pong state buffers (ONNX Runtime).
 
     Two state buffer sets A and B exist for a fixed batch size. Call k binds one set as `state_in.*`

@@ -1,0 +1,83 @@
+"""OpenVINO used by hand, as a careful user would without edgekit: the peers the OpenVINO backend
+and ONNX Runtime are measured against, on the same ONNX files, in the same interleaved rounds.
+
+- Feed-forward graphs: the file compiled as read, with the LATENCY hint and with the THROUGHPUT hint,
+  inputs bound once to a request (`openvino-latency`, `openvino-throughput`).
+- Recurrent graphs: the best way measured by hand for a one-token step, the graph reshaped to static
+  B, T = 1 shapes and made stateful (state inside the runtime, `make_stateful`), one request
+  (`openvino-stateful`). Its state is reset to batch-sized zeros first: after `make_stateful` a
+  dynamic model's default state has batch 0 and inference silently returns empty logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.bench.cases import Case
+from edgekit.iospec import IOContract
+from edgekit.runtimes.layout import Layout
+
+
+def _core_and_config(hint: str) -> tuple[Any, dict[str, Any]]:
+    import openvino as ov
+
+    return ov.Core(), {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def stateful_step(path: Path, layout: Layout, batch: int, threads: int | None = None) -> Any:
+    """A greedy one-token step of `batch` streams on a static, stateful OpenVINO model."""
+    import openvino as ov
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    core, config = _core_and_config("LATENCY")
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    model = core.read_model(str(path))
+    shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
+    shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
+    model.reshape(shapes)
+    apply_make_stateful_transformation(model, {s.input: s.output for s in layout.state})
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    for state in request.query_state():
+        state.reset()
+    tokens = np.zeros(layout.token_shape(batch, 1), np.int64)
+    request.set_tensor(layout.tokens.name, ov.Tensor(tokens, shared_memory=True))
+    next_tokens = layout.step_tokens(tokens)
+    logits = request.get_tensor(layout.logits.name)
+
+    def step() -> None:
+        request.infer()
+        np.argmax(layout.last_logits(logits.data), axis=-1, out=next_tokens)
+
+    return step  # its closure holds `next_tokens`, a view that keeps the shared `tokens` alive
+
+
+def openvino_peers(path: Path, contract: IOContract, batches: list[int]) -> list[Case]:
+    """The hand-made OpenVINO cases for one bundle graph (see the module doc)."""
+    import openvino as ov
+
+    if contract.state:
+        layout = Layout.of(contract)
+        step = path.with_name("model.step.onnx")  # the bundle's one-token graph, if it has one
+        source = step if step.exists() else path
+        return [
+            Case("openvino-stateful", f"step bound B={b}", b, b, stateful_step(source, layout, b))
+            for b in batches
+        ]
+    rng = np.random.default_rng(0)
+    cases = []
+    for hint in ("LATENCY", "THROUGHPUT"):
+        core, config = _core_and_config(hint)
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        for b in batches:
+            request = compiled.create_infer_request()
+            feeds = contract.example(b, 1, rng)
+            for name, value in feeds.items():
+                request.set_tensor(name, ov.Tensor(value, shared_memory=True))
+            # the default arguments keep the shared feeds alive as long as the case
+            call = lambda r=request, f=feeds: (r.infer(), f)  # noqa: E731
+            cases.append(Case(f"openvino-{hint.lower()}", f"batch {b}", b, b, call))
+    return cases

@@ -1,0 +1,212 @@
+"""OpenVINO backend (`device="openvino"`, the `openvino` extra): the runtime Intel edge devices ship.
+
+The same bundle, manifest and I/O contract as ONNX Runtime: OpenVINO reads model.onnx itself. Plain
+calls run on a model compiled with dynamic shapes. Recurrent stepping compiles the one-token graph
+(the bundle's step graph where it has one) once per batch size with static shapes, B and T = 1, and
+keeps the state explicit in two numpy buffer sets shared with two infer requests: request k reads
+set k and writes set 1-k, so steps ping-pong with no copy and no per-step binding. Binding once and
+never calling `set_tensor` per step matters: swapping state tensors each step costs about as much as
+the step itself on a small LSTM.
+
+Traps handled here: the CPU plugin may pick bf16 inference on CPUs that have it, so f32 precision
+is asked for (parity is checked against fp32 torch); `ov.Tensor(array, shared_memory=True)` does not
+keep `array` alive, so every shared array is owned by the object that holds the tensor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._optional import require
+from edgekit.errors import InputError
+from edgekit.iospec import IOContract
+from edgekit.runtimes import registry
+from edgekit.runtimes.base import Backend
+from edgekit.runtimes.stepper import StepBuffers, check_prefill, checked_state
+
+NAME = "openvino"
+
+
+def ov() -> Any:
+    return require("openvino", "the OpenVINO backend (pip install 'edgekit-ml[openvino]')")
+
+
+def compile_config(threads: int | None, hint: str = "LATENCY") -> dict[str, Any]:
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
+class OpenVinoBackend(Backend):
+    name = NAME
+    device = "cpu"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        contract: IOContract,
+        threads: int | None = None,
+        step_graph: Path | None = None,
+        hint: str = "LATENCY",
+    ) -> None:
+        super().__init__(contract)
+        self.core = ov().Core()
+        self.config = compile_config(threads, hint)
+        self.model_path = Path(model_path)
+        self.step_path = step_graph or self.model_path
+        self.compiled = self.core.compile_model(self._read(self.model_path), "CPU", self.config)
+        self._local = threading.local()  # an infer request is not thread-safe: one per thread
+        self._step_models: dict[int, Any] = {}
+
+    def _read(self, path: Path) -> Any:
+        try:
+            model = self.core.read_model(str(path))
+        except Exception as exc:  # OpenVINO's own reason (unsupported op, bad file), one line
+            reason = " ".join(str(exc).split())[:500]
+            raise InputError(f"OpenVINO cannot load {path}: {reason}") from None
+        names = {port.get_any_name() for port in model.inputs}
+        expected = {t.name for t in self.contract.inputs}
+        if names != expected:
+            raise InputError(f"{path}: graph inputs {sorted(names)}, manifest {sorted(expected)}")
+        return model
+
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = self._request()
+        request.infer(dict(feeds))
+        # copies: the request's output memory is reused by its next call
+        return {t.name: request.get_tensor(t.name).data.copy() for t in self.contract.outputs}
+
+    def prepared(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        """Inputs bound once to a request of their own (shared, kept alive here), as a tuned
+        application would run a fixed-shape call."""
+        request = self.compiled.create_infer_request()
+        frozen = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
+        for name, value in frozen.items():
+            request.set_tensor(name, ov().Tensor(value, shared_memory=True))
+        first = self.contract.outputs[0].name
+
+        def run() -> Any:
+            request.infer()
+            return request.get_tensor(first).data, frozen  # frozen: the shared inputs stay alive
+
+        return run
+
+    def step_model(self, batch: int) -> Any:
+        """The one-token graph compiled with static shapes for `batch` streams (cached)."""
+        if batch not in self._step_models:
+            model = self._read(self.step_path)
+            layout = self.layout
+            shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
+            shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
+            model.reshape(shapes)
+            self._step_models[batch] = self.core.compile_model(model, "CPU", self.config)
+        return self._step_models[batch]
+
+    def stepper(self, batch: int) -> OpenVinoStepper:
+        return OpenVinoStepper(self, batch)
+
+
+class OpenVinoStepper(StepBuffers):
+    """Static-shape stepping with explicit state in two shared buffer sets (see the module doc)."""
+
+    def __init__(self, backend: OpenVinoBackend, batch: int) -> None:
+        super().__init__(backend.layout, batch)
+        tensor = ov().Tensor
+        self.backend = backend
+        compiled = backend.step_model(batch)
+        self.buffers = [
+            {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
+            for _ in range(2)
+        ]
+        self.requests = []
+        for k in range(2):
+            request = compiled.create_infer_request()
+            request.set_tensor(self.layout.tokens.name, tensor(self.tokens, shared_memory=True))
+            request.set_tensor(self.layout.logits.name, tensor(self.logits, shared_memory=True))
+            for name_in, name_out in self.layout.pairs:
+                request.set_tensor(name_in, tensor(self.buffers[k][name_in], shared_memory=True))
+                out = self.buffers[1 - k][name_in]
+                request.set_tensor(name_out, tensor(out, shared_memory=True))
+            self.requests.append(request)
+        self.current = 0  # self.buffers[current] holds the live state
+
+    def step(self) -> np.ndarray:
+        self.requests[self.current].infer()
+        self.current ^= 1
+        return self.next_logits
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        """Feed (B, T) token ids in one call on the dynamic-shape graph; return logits (B, V)."""
+        check_prefill(ids, self.batch)
+        live = self.buffers[self.current]
+        out = self.backend.run({self.layout.tokens.name: self.layout.token_feed(ids), **live})
+        spare = self.buffers[1 - self.current]
+        for name, value in self.layout.state_after(out).items():
+            spare[name][...] = value
+        self.current ^= 1
+        self.next_logits[...] = self.layout.last_logits(out[self.layout.logits.name])
+        return self.next_logits
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.buffers[self.current].items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        live = self.buffers[self.current]
+        for name, value in checked_state(state, self.state_shapes).items():
+            live[name][...] = value
+
+    def reset(self) -> None:
+        for value in self.buffers[self.current].values():
+            value[...] = 0
+
+
+def _unavailable(bundle: Path, manifest: Mapping[str, Any]) -> str | None:
+    try:
+        ov()
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+def _open(bundle: Path, manifest: Mapping[str, Any], options: registry.OpenOptions) -> Backend:
+    from edgekit.runtimes.onnxruntime import step_graph_of
+
+    step = step_graph_of(bundle, manifest, used_only=False) if options.step_graph else None
+    return OpenVinoBackend(
+        Path(bundle) / manifest["graph"],
+        IOContract.from_manifest(dict(manifest)),
+        options.threads,
+        step_graph=step,
+    )
+
+
+def _graph_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
+    return int((Path(bundle) / manifest["graph"]).stat().st_size)
+
+
+registry.register(
+    registry.BackendEntry(
+        name=NAME,
+        device="cpu",
+        summary="OpenVINO on the CPU (the openvino extra)",
+        unavailable=_unavailable,
+        open=_open,
+        model_bytes=_graph_bytes,
+        rank=20,
+        runs_variants=True,
+    )
+)
