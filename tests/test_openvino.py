@@ -70,3 +70,24 @@ def test_unloadable_graph_is_one_clear_error(tmp_path: Path, tiny_bundles: dict[
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(InputError, match="OpenVINO cannot load"):
         OpenVinoBackend(bad, ort.backend.contract)
+
+
+@pytest.mark.parametrize("cell", ["scratch-rnn", "gru"])
+def test_every_cell_runs_and_a_rejected_sequence_graph_falls_back_to_the_step_graph(
+    cell: str, tmp_path: Path
+) -> None:
+    """OpenVINO rejects the scripted Loop of hand-written cells: the step graph then serves every
+    call, a prompt one token at a time, with the same golden checks and the same tokens."""
+    from edgekit.exporters import bundle_from_checkpoint
+    from tests.conftest import train_tiny
+
+    ckpt = train_tiny("charlm", tmp_path / "ck", cell=cell, layers=2)
+    bundle, _ = bundle_from_checkpoint(ckpt.path, tmp_path / "b", steps=10)  # type: ignore[attr-defined]
+    ort, ov = edgekit.load(bundle), edgekit.load(bundle, device="openvino")
+    assert ov.backend.stepwise == cell.startswith("scratch")
+    assert ov.check().passed
+    assert ov.generate("the ", 40, temperature=0) == ort.generate("the ", 40, temperature=0)
+    prompts = ["the ", "a"]
+    assert ov.generate_batch(prompts, 20, temperature=0) == ort.generate_batch(
+        prompts, 20, temperature=0
+    )

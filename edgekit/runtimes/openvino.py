@@ -6,7 +6,8 @@ calls run on a model compiled with dynamic shapes. Recurrent stepping compiles t
 keeps the state explicit in two numpy buffer sets shared with two infer requests: request k reads
 set k and writes set 1-k, so steps ping-pong with no copy and no per-step binding. Binding once and
 never calling `set_tensor` per step matters: swapping state tensors each step costs about as much as
-the step itself on a small LSTM.
+the step itself on a small LSTM. Where OpenVINO cannot read the sequence graph (the scripted `Loop`
+of hand-written cells), the step graph serves every call, a prompt one token at a time.
 
 Traps handled here: the CPU plugin may pick bf16 inference on CPUs that have it, so f32 precision
 is asked for (parity is checked against fp32 torch); `ov.Tensor(array, shared_memory=True)` does not
@@ -62,7 +63,16 @@ class OpenVinoBackend(Backend):
         self.config = compile_config(threads, hint)
         self.model_path = Path(model_path)
         self.step_path = step_graph or self.model_path
-        self.compiled = self.core.compile_model(self._read(self.model_path), "CPU", self.config)
+        self.stepwise = False  # True: runs T > 1 calls one token at a time on the step graph
+        try:
+            model = self._read(self.model_path)
+        except InputError:
+            if step_graph is None:
+                raise
+            # OpenVINO's ONNX frontend rejects some sequence graphs (the scripted Loop of
+            # hand-written cells); the step graph is the same function, one token per call
+            model, self.stepwise = self._read(step_graph), True
+        self.compiled = self.core.compile_model(model, "CPU", self.config)
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
         self._step_models: dict[int, Any] = {}
 
@@ -85,6 +95,26 @@ class OpenVinoBackend(Backend):
         return request
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.stepwise:
+            return self._run_stepwise(feeds)
+        return self._call(feeds)
+
+    def _run_stepwise(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The sequence graph's outputs from T one-token calls, state carried between them."""
+        layout = self.layout
+        tokens = feeds[layout.tokens.name]
+        time_axis = layout.token_axes[1]
+        state = {s.input: feeds[s.input] for s in layout.state}
+        logits, out = [], {}
+        for t in range(tokens.shape[time_axis]):
+            one = np.take(tokens, [t], axis=time_axis)  # (B, 1) in the graph's layout
+            out = self._call({layout.tokens.name: one, **state})
+            state = layout.state_after(out)
+            logits.append(out[layout.logits.name])
+        out[layout.logits.name] = np.concatenate(logits, axis=layout.logits_axes[1])
+        return out
+
+    def _call(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = self._request()
         request.infer(dict(feeds))
         # copies: the request's output memory is reused by its next call
