@@ -85,9 +85,11 @@ def test_generation_bench_cases(bench_bundles: dict[str, Path]) -> None:
     assert bound["vs_floor"] == pytest.approx(bound["p50_us"] / floor["p50_us"])
     assert doc["backends"]["numpy-floor"]["status"] == "ok"
     # the fraction of the machine's FMA peak the weight products reach
+    from edgekit.bench.core import floor_graph
     from edgekit.bench.floors import step_flops
+    from edgekit.manifest import read_manifest
 
-    flops = step_flops(bench_bundles["charlm"] / "model.onnx")
+    flops = step_flops(floor_graph(bench_bundles["charlm"], read_manifest(bench_bundles["charlm"])))
     assert bound["gflops"] == pytest.approx(flops * 3 / (bound["p50_us"] * 1e3))
     peak = doc["machine"]["fma_peak"]
     if peak["gflops"]:
@@ -254,3 +256,18 @@ def test_repeat_runs_fresh_processes_and_gives_intervals(
     assert ort["repeat"]["runs"] == 3 and len(latency["values"]) == 3
     assert latency["ci95"][0] <= latency["mean"] <= latency["ci95"][1]
     assert len(ort["repeat"]["speedup_vs_torch"]["values"]) == 3
+
+
+def test_the_floor_leaves_lookup_tables_out(bench_bundles: dict[str, Path]) -> None:
+    """A table only read by Gather (the step graph's token table) is a row lookup, not a product."""
+    import onnx
+
+    from edgekit.bench.floors import weight_matrices
+
+    graph = bench_bundles["charlm"] / "model.step.onnx"
+    model = onnx.load(str(graph))
+    gathered = {n.input[0] for n in model.graph.node if n.op_type == "Gather"}
+    matrices = [i for i in model.graph.initializer if len(i.dims) >= 2 and i.data_type == 1]
+    tables = [i for i in matrices if i.name in gathered]
+    assert tables, "the step graph gathers its first layer's gates from a token table"
+    assert len(weight_matrices(graph)) == len(matrices) - len(tables)

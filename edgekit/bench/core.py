@@ -112,7 +112,7 @@ def run_bench(
             status[name] = {"status": "failed", "reason": error_line(exc)}
     if manifest["task"] == "generate" and floors and cases:
         try:
-            cases += floor_cases(bundle / manifest["graph"], batches)
+            cases += floor_cases(floor_graph(bundle, manifest), batches)
             status[FLOOR] = {
                 "status": "ok",
                 "threads": "numpy's BLAS default",
@@ -149,7 +149,7 @@ def run_bench(
     add_floor_ratios(results)
     machine = machine_info()
     if FLOOR in status and status[FLOOR]["status"] == "ok":
-        flops = step_flops(bundle / manifest["graph"])
+        flops = step_flops(floor_graph(bundle, manifest))
         add_peak_fractions(results, flops, machine["fma_peak"]["gflops"])
     return {
         "schema": "edgekit.bench",
@@ -180,6 +180,14 @@ def run_bench(
         "backends": status,
         "results": results,
     }
+
+
+def floor_graph(bundle: Path, manifest: dict[str, Any]) -> Path:
+    """The graph whose weights set a step's floor: the one-token step graph where the bundle has
+    one (its token table is a lookup, not a product), else the sequence graph."""
+    from edgekit.runtimes.onnxruntime import step_graph_of
+
+    return step_graph_of(bundle, manifest, used_only=False) or bundle / manifest["graph"]
 
 
 def _precisions(manifest: dict[str, Any], precision: str) -> list[str]:

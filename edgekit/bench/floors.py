@@ -25,15 +25,23 @@ FLOOR = "numpy-floor"
 
 
 def weight_matrices(graph: Path) -> list[np.ndarray]:
-    """Every float32 initializer with two or more dims, as (out, in) matrices (leading 1s dropped;
-    ONNX RNN ops stack their gates as (directions, G, in))."""
+    """Every float32 initializer with two or more dims that some node multiplies, as (out, in)
+    matrices (leading 1s dropped; ONNX RNN ops stack their gates as (directions, G, in)). A table
+    only ever read by Gather (an embedding, the step graph's token table) is a row lookup, not a
+    product, and is left out."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(graph))
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            consumers.setdefault(name, set()).add(node.op_type if k == 0 else "other")
     mats = []
     for init in model.graph.initializer:
         if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) < 2:
+            continue
+        if consumers.get(init.name) == {"Gather"}:
             continue
         w = numpy_helper.to_array(init)
         mats.append(w.reshape(-1, w.shape[-1]) if w.ndim > 2 else w)
