@@ -1,0 +1,44 @@
+"""`edgekit serve`: serve bundles over HTTP (KServe v2, as Triton's clients speak it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edgekit.cli.app import DeviceOption, app, user_errors
+
+
+@app.command()
+@user_errors
+def serve(
+    bundles: Annotated[
+        list[str],
+        typer.Argument(help="bundle directories, each PATH or NAME=PATH", metavar="BUNDLE"),
+    ],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="rows one batched call may hold")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="how long a request waits for others to batch with")
+    ] = 2.0,
+    max_sequences: Annotated[
+        int, typer.Option(help="recurrent models: live sequences at once (then 429)")
+    ] = 256,
+    sequence_timeout: Annotated[
+        float, typer.Option(help="seconds after which an idle sequence is evicted")
+    ] = 60.0,
+    device: DeviceOption = "cpu",
+    threads: Annotated[int | None, typer.Option(help="intra-op threads per model")] = None,
+) -> None:
+    """Serve bundles on the KServe v2 REST protocol: health, metadata, infer (batched; recurrent
+    models keep state per sequence_id) and text generation with server-sent events."""
+    from edgekit._optional import require
+    from edgekit.serve.app import create_app
+    from edgekit.serve.models import ServeOptions, parse_bundle_arg
+
+    uvicorn = require("uvicorn", "edgekit serve (pip install 'edgekit-ml[serve]')")
+    options = ServeOptions(max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads)
+    application = create_app([parse_bundle_arg(b) for b in bundles], options)
+    typer.echo(f"serving {', '.join(application.state.models)} on http://{host}:{port}/v2")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,105 @@
+"""Text endpoints for generation bundles, in the shape of Triton's generate extension.
+
+    POST /v2/models/{name}/generate         {"text_input": "The ", "parameters": {...}}
+                                            -> {"model_name", "model_version", "text_output"}
+    POST /v2/models/{name}/generate_stream  the same request; server-sent events, one per character,
+                                            then a last event with "done": true
+
+Parameters: max_tokens (or max_new_tokens), temperature, top_k, top_p, seed, stop (a string or a
+list). The Generator runs in a worker thread; a stream whose client disconnects stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from typing import Any
+
+from edgekit.errors import InputError
+
+KNOWN = {"max_tokens", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"}
+_DONE = object()
+
+
+def _request(model: Any, body: bytes) -> tuple[Any, str, dict[str, Any]]:
+    """(the Generator, the prompt, Generator keyword arguments) of a generate request."""
+    if model.manifest["task"] != "generate" or model.sequences is None:
+        raise InputError(f"{model.name} is a {model.manifest['task']} model; generate needs text")
+    try:
+        request = json.loads(body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("text_input"), str):
+        raise InputError('a generate request is a JSON object with a "text_input" string')
+    params = request.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError('"parameters" must be an object')
+    unknown = sorted(set(params) - KNOWN)
+    if unknown:
+        raise InputError(f"unknown generate parameters {unknown}; known: {sorted(KNOWN)}")
+    kwargs = {
+        "max_new_tokens": params.get("max_tokens", params.get("max_new_tokens", 100)),
+        "temperature": params.get("temperature", 1.0),
+        "top_k": params.get("top_k"),
+        "top_p": params.get("top_p"),
+        "seed": params.get("seed"),
+        "stop": params.get("stop"),
+    }
+    if not isinstance(kwargs["max_new_tokens"], int) or isinstance(kwargs["max_new_tokens"], bool):
+        raise InputError(f"max_tokens must be an integer, got {kwargs['max_new_tokens']!r}")
+    return model.model, request["text_input"], kwargs
+
+
+def _event(model: Any, text: str, done: bool = False) -> bytes:
+    payload: dict[str, Any] = {"model_name": model.name, "model_version": "1", "text_output": text}
+    if done:
+        payload["done"] = True
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+async def generate_once(model: Any, body: bytes, executor: Executor) -> dict[str, Any]:
+    generator, prompt, kwargs = _request(model, body)
+    loop = asyncio.get_running_loop()
+    text = await loop.run_in_executor(executor, lambda: generator.generate(prompt, **kwargs))
+    return {"model_name": model.name, "model_version": "1", "text_output": text}
+
+
+async def generate_events(model: Any, body: bytes) -> AsyncIterator[bytes]:
+    """Server-sent events of a streamed generation. A bad request raises before the first event."""
+    generator, prompt, kwargs = _request(model, body)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the server's loop has closed
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for ch in generator.stream(prompt, **kwargs):
+                if stop.is_set():  # the client went away
+                    return
+                put(ch)
+        except Exception as exc:  # bad arguments (the first item), or a failing model
+            put(exc)
+        finally:
+            put(_DONE)
+
+    threading.Thread(target=produce, name="edgekit-generate", daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                yield _event(model, "", done=True)
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield _event(model, item)
+    finally:
+        stop.set()

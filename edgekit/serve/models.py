@@ -1,0 +1,106 @@
+"""One bundle as the server sees it: v2 metadata from the manifest, and how its requests run
+(dynamic batching for stateless models, per-sequence state for recurrent ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.serve.batching import Batcher
+from edgekit.serve.protocol import v2_datatype
+from edgekit.serve.sequences import SequenceStore
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    max_batch: int = 32  # rows one batched call may hold
+    max_wait_ms: float = 2.0  # how long the first request of a batch waits for others
+    max_sequences: int = 256  # live recurrent sequences at once
+    sequence_timeout_s: float = 60.0  # an idle sequence is evicted after this
+    device: str = "cpu"
+    threads: int | None = None
+
+    def check(self) -> None:
+        if self.max_batch < 1:
+            raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if not self.max_wait_ms >= 0:
+            raise InputError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
+        if self.max_sequences < 1:
+            raise InputError(f"--max-sequences must be >= 1, got {self.max_sequences}")
+        if not self.sequence_timeout_s > 0:
+            raise InputError(f"--sequence-timeout must be > 0, got {self.sequence_timeout_s}")
+
+
+def parse_bundle_arg(text: str) -> tuple[str, Path]:
+    """`NAME=PATH` or `PATH` (the model is then named after the bundle's directory)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text).resolve().name, text
+    if not name or "/" in name:
+        raise InputError(f"model name {name!r} (from {text!r}) must be non-empty, without '/'")
+    return name, Path(path)
+
+
+class ServedModel:
+    def __init__(self, name: str, bundle: Path, options: ServeOptions, executor: Executor) -> None:
+        import edgekit
+
+        self.name, self.bundle = name, bundle
+        self.model = edgekit.load(bundle, device=options.device, threads=options.threads)
+        self.manifest: dict[str, Any] = self.model.manifest
+        backend = self.model.backend
+        self.contract = backend.contract
+        self.sequences: SequenceStore | None = None
+        self.batcher: Batcher | None = None
+        if self.contract.state:  # recurrent: state stays on the server, per sequence
+            self.sequences = SequenceStore(
+                backend, options.max_sequences, options.sequence_timeout_s, executor
+            )
+        else:
+            self.batcher = Batcher(backend, options.max_batch, options.max_wait_ms / 1e3, executor)
+
+    def metadata(self) -> dict[str, Any]:
+        """v2 model metadata; a recurrent model shows its token input and logits only."""
+        if self.sequences is not None:
+            layout = self.sequences.layout
+            inputs, outputs = [layout.tokens], [layout.logits]
+        else:
+            inputs, outputs = list(self.contract.inputs), list(self.contract.outputs)
+
+        def tensor(spec: Any) -> dict[str, Any]:
+            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
+            return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": shape}
+
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": "edgekit_onnx",
+            "inputs": [tensor(t) for t in inputs],
+            "outputs": [tensor(t) for t in outputs],
+            "parameters": {
+                "task": self.manifest["task"],
+                "sequence": self.sequences is not None,
+            },
+        }
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        if self.sequences is not None:
+            return dict(await self.sequences.infer(inputs, parameters))
+        assert self.batcher is not None
+        return await self.batcher.submit(inputs)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": "1"}
+        if self.batcher is not None:
+            out["batching"] = {"requests": self.batcher.requests, "calls": self.batcher.calls}
+        if self.sequences is not None:
+            out["sequences"] = self.sequences.stats()
+        return out

@@ -1,0 +1,167 @@
+"""The KServe v2 (Open Inference Protocol) infer request and response, with Triton's binary tensor
+extension, as `tritonclient.http` speaks them.
+
+A request body is JSON, or JSON followed by raw tensor bytes: the JSON's length is then in the
+`Inference-Header-Content-Length` header, and each input with `parameters.binary_data_size` takes
+that many bytes, in input order. Outputs go back the same way when the request asks for binary data
+(per output, or `binary_data_output` for all), else as JSON lists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+
+# v2 datatype <-> numpy
+DATATYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+NUMPY_TO_V2 = {np.dtype(t): name for name, t in DATATYPES.items()}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_ELEMENTS = 1 << 28  # a request naming more elements than this is refused before allocating
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, bool] | None = None  # requested output -> as binary; None: all outputs
+    binary_all: bool = False
+
+
+def v2_datatype(dtype: Any) -> str:
+    return NUMPY_TO_V2[np.dtype(dtype)]
+
+
+def _json(text: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError("the request body must be a JSON object")
+    return value
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """The request's tensors as numpy arrays; every problem is an InputError naming it."""
+    if header_length is not None:
+        try:
+            size = int(header_length)
+        except ValueError:
+            raise InputError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if not 0 < size <= len(body):
+            raise InputError(f"{HEADER_LENGTH} {size} is outside the body ({len(body)} bytes)")
+        head, rest = _json(body[:size]), memoryview(body)[size:]
+    else:
+        head, rest = _json(body), memoryview(b"")
+    entries = head.get("inputs")
+    if not isinstance(entries, list) or not entries:
+        raise InputError('the request has no "inputs" list')
+    inputs, offset = {}, 0
+    for entry in entries:
+        name, array, used = _tensor(entry, rest[offset:])
+        if name in inputs:
+            raise InputError(f"input {name!r} is given twice")
+        inputs[name], offset = array, offset + used
+    if offset != len(rest):
+        raise InputError(f"{len(rest) - offset} bytes of binary data follow the last input")
+    parameters = head.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InputError('"parameters" must be an object')
+    outputs = None
+    if head.get("outputs") is not None:
+        outputs = {}
+        for out in head["outputs"]:
+            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+                raise InputError('each of "outputs" needs a "name"')
+            outputs[out["name"]] = bool((out.get("parameters") or {}).get("binary_data", False))
+    rid = head.get("id")
+    return InferRequest(
+        inputs,
+        str(rid) if rid is not None else None,
+        parameters,
+        outputs,
+        bool(parameters.get("binary_data_output", False)),
+    )
+
+
+def _tensor(entry: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
+    """(name, array, binary bytes used) of one v2 input."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise InputError('each input needs a "name"')
+    name, datatype, shape = entry["name"], entry.get("datatype"), entry.get("shape")
+    if datatype not in DATATYPES:
+        raise InputError(
+            f"input {name!r}: datatype {datatype!r}, expected one of {list(DATATYPES)}"
+        )
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InputError(f"input {name!r}: shape must be a list of non-negative integers")
+    count = int(np.prod(shape, dtype=np.int64))
+    if count > MAX_ELEMENTS:
+        raise InputError(f"input {name!r}: {count} elements is more than {MAX_ELEMENTS}")
+    dtype = np.dtype(DATATYPES[datatype])
+    size = (entry.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if size != count * dtype.itemsize or size > len(binary):
+            raise InputError(
+                f"input {name!r}: binary_data_size {size}, expected {count * dtype.itemsize} "
+                f"for shape {shape} {datatype} ({len(binary)} bytes left in the body)"
+            )
+        return name, np.frombuffer(binary[:size], dtype).reshape(shape).copy(), size
+    data = entry.get("data")
+    if data is None:
+        raise InputError(f'input {name!r} has neither "data" nor binary_data_size')
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"input {name!r}: data is not {datatype}: {exc}") from None
+    if array.size != count:
+        raise InputError(f"input {name!r}: {array.size} values for shape {shape}")
+    return name, array.reshape(shape), 0
+
+
+def encode_response(
+    model: str, request: InferRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its extra headers (the JSON length when binary data follows)."""
+    wanted = request.outputs if request.outputs is not None else dict.fromkeys(outputs, False)
+    unknown = [n for n in wanted if n not in outputs]
+    if unknown:
+        raise InputError(f"unknown outputs {unknown}; the model has {list(outputs)}")
+    entries, blobs = [], []
+    for name, binary in wanted.items():
+        value = np.ascontiguousarray(outputs[name])
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": v2_datatype(value.dtype),
+            "shape": list(value.shape),
+        }
+        if binary or request.binary_all:
+            blob = value.tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = value.ravel().tolist()
+        entries.append(entry)
+    head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
+    if request.id is not None:
+        head["id"] = request.id
+    text = json.dumps(head).encode()
+    if not blobs:
+        return text, {}
+    return text + b"".join(blobs), {HEADER_LENGTH: str(len(text))}

@@ -1,0 +1,306 @@
+"""`edgekit serve` end to end on 127.0.0.1, driven by the unmodified `tritonclient.http` client."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import edgekit
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "tritonclient")),
+    reason="needs the serve extra and tritonclient[http] (both in the dev extra)",
+)
+
+
+def start_server(bundles: list[tuple[str, Path]], **options: Any) -> tuple[str, Any, Any]:
+    import uvicorn
+
+    from edgekit.serve.app import create_app
+    from edgekit.serve.models import ServeOptions
+
+    app = create_app(bundles, ServeOptions(**options))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    return f"127.0.0.1:{port}", app, server
+
+
+@pytest.fixture(scope="module")
+def served(tiny_bundles: dict[str, Path]) -> Iterator[tuple[str, Any]]:
+    bundles = [(n, tiny_bundles[n]) for n in ("cnn", "linear", "charlm")]
+    url, app, server = start_server(
+        bundles, max_batch=8, max_wait_ms=20, max_sequences=32, sequence_timeout_s=1.0
+    )
+    yield url, app
+    server.should_exit = True
+
+
+def client(url: str) -> Any:
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(url, concurrency=1)
+
+
+def infer_input(name: str, array: np.ndarray, binary: bool = True) -> Any:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensor = httpclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    return tensor
+
+
+def test_health_and_metadata(served: tuple[str, Any]) -> None:
+    c = client(served[0])
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready("cnn") and not c.is_model_ready("nope")
+    meta = c.get_model_metadata("charlm")
+    # a recurrent model shows its token input and logits; the state stays on the server
+    assert [t["name"] for t in meta["inputs"]] == ["tokens"]
+    assert meta["inputs"][0]["datatype"] == "INT64" and meta["inputs"][0]["shape"] == [-1, -1]
+    assert [t["name"] for t in c.get_model_metadata("cnn")["outputs"]] == ["probability"]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_remote_classification_equals_local(
+    served: tuple[str, Any], tiny_bundles: dict, binary: bool
+) -> None:
+    local = edgekit.load(tiny_bundles["cnn"])
+    feeds = local.backend.contract.example(3, 1, np.random.default_rng(1))
+    ((name, images),) = feeds.items()
+    result = client(served[0]).infer("cnn", [infer_input(name, images, binary)])
+    np.testing.assert_allclose(
+        result.as_numpy("probability"),
+        local.backend.run(feeds)["probability"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def _rollout(url: str, sid: int, prompt: np.ndarray, steps: int) -> list[int]:
+    """Greedy tokens, driven one request per token through a server-side sequence."""
+    c, tokens = client(url), []
+    result = c.infer(
+        "charlm", [infer_input("tokens", prompt[None, :])], sequence_id=sid, sequence_start=True
+    )
+    for k in range(steps):
+        token = int(result.as_numpy("logits")[0, -1].argmax())
+        tokens.append(token)
+        ids = np.array([[token]], np.int64)
+        result = c.infer(
+            "charlm", [infer_input("tokens", ids)], sequence_id=sid, sequence_end=k == steps - 1
+        )
+    return tokens
+
+
+def test_remote_greedy_rollout_equals_the_local_generator(
+    served: tuple[str, Any], tiny_bundles: dict
+) -> None:
+    g = edgekit.load(tiny_bundles["charlm"])
+    want = g.generate("the ", 200, temperature=0)
+    got = _rollout(served[0], 7, g.encode("the "), 200)
+    assert "".join(g.vocab[t] for t in got) == want
+    stats = served[1].state.models["charlm"].sequences.stats()
+    assert stats["ended"] >= 1 and 7 not in served[1].state.models["charlm"].sequences.live
+
+
+def test_sixteen_concurrent_clients_lose_and_mix_nothing(
+    served: tuple[str, Any], tiny_bundles: dict
+) -> None:
+    local = edgekit.load(tiny_bundles["cnn"])
+    rng = np.random.default_rng(2)
+    inputs = [local.backend.contract.example(1, 1, rng)["image"] for _ in range(64)]
+    want = [local.backend.run({"image": x})["probability"] for x in inputs]
+    batcher = served[1].state.models["cnn"].batcher
+    before = (batcher.requests, batcher.calls)
+
+    def one(i: int) -> np.ndarray:
+        return (
+            client(served[0])
+            .infer("cnn", [infer_input("image", inputs[i])])
+            .as_numpy("probability")
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(one, range(64)))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    requests, calls = batcher.requests - before[0], batcher.calls - before[1]
+    assert requests == 64 and calls < requests, "requests that arrive together share a call"
+
+
+def test_sixteen_concurrent_sequences(served: tuple[str, Any], tiny_bundles: dict) -> None:
+    g = edgekit.load(tiny_bundles["charlm"])
+    prompts = ["the ", "a", "of the", "in", "and ", "to", "it ", "he"] * 2
+    want = [g.generate(p, 30, temperature=0) for p in prompts]
+    with ThreadPoolExecutor(16) as pool:
+        got = list(
+            pool.map(lambda i: _rollout(served[0], 100 + i, g.encode(prompts[i]), 30), range(16))
+        )
+    assert ["".join(g.vocab[t] for t in tokens) for tokens in got] == want
+
+
+def test_a_killed_clients_sequence_is_evicted(served: tuple[str, Any]) -> None:
+    url, app = served
+    store = app.state.models["charlm"].sequences
+    script = (
+        "import sys, time, numpy as np, tritonclient.http as h\n"
+        "c = h.InferenceServerClient(sys.argv[1])\n"
+        "x = h.InferInput('tokens', [1, 2], 'INT64'); x.set_data_from_numpy(np.zeros((1, 2), np.int64))\n"
+        "c.infer('charlm', [x], sequence_id=999, sequence_start=True)\n"
+        "print('started', flush=True); time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+            assert 999 in store.live
+        finally:
+            proc.kill()  # no sequence_end will ever come
+    evicted = store.evicted
+    deadline = time.monotonic() + 10
+    while 999 in store.live:
+        assert time.monotonic() < deadline, "the dead client's sequence was never evicted"
+        time.sleep(0.1)
+    assert store.evicted > evicted
+
+
+def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{url}{path}", body, headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v2/models/cnn/infer", b"{not json", 400, "not valid JSON"),
+        ("/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),
+        ("/v2/models/cnn/infer", b'{"inputs": []}', 400, 'no "inputs"'),
+        (
+            "/v2/models/linear/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "features", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}
+                    ]
+                }
+            ).encode(),
+            400,
+            "dtype float64, expected float32",
+        ),
+        (
+            "/v2/models/linear/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [1, 2]}
+                    ]
+                }
+            ).encode(),
+            400,
+            "2 values for shape [2, 2]",
+        ),
+        (
+            "/v2/models/charlm/infer",
+            json.dumps(
+                {"inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [0]}]}
+            ).encode(),
+            400,
+            "give a sequence_id",
+        ),
+        (
+            "/v2/models/charlm/infer",
+            json.dumps(
+                {
+                    "parameters": {"sequence_id": 5},
+                    "inputs": [
+                        {"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [0]}
+                    ],
+                }
+            ).encode(),
+            400,
+            "sequence 5 is not live",
+        ),
+        ("/v2/models/cnn/generate", b'{"text_input": "a"}', 400, "is a classify model"),
+        (
+            "/v2/models/charlm/generate",
+            b'{"text_input": "\xe2\x82\xac"}',
+            400,
+            "not in the model's vocabulary",
+        ),
+    ],
+)
+def test_bad_requests_get_400_and_the_server_lives(
+    served: tuple[str, Any], path: str, body: bytes, status: int, message: str
+) -> None:
+    code, payload = _post(served[0], path, body)
+    assert code == status and message in payload["error"], payload
+    assert client(served[0]).is_server_live()
+
+
+def test_text_generation_and_its_stream(served: tuple[str, Any], tiny_bundles: dict) -> None:
+    g = edgekit.load(tiny_bundles["charlm"])
+    want = g.generate("the ", 40, temperature=0)
+    request = json.dumps(
+        {"text_input": "the ", "parameters": {"max_tokens": 40, "temperature": 0}}
+    ).encode()
+    code, payload = _post(served[0], "/v2/models/charlm/generate", request)
+    assert code == 200 and payload["text_output"] == want
+    stream = urllib.request.Request(
+        f"http://{served[0]}/v2/models/charlm/generate_stream", request, method="POST"
+    )
+    with urllib.request.urlopen(stream, timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [
+            json.loads(line[5:])
+            for line in response.read().decode().splitlines()
+            if line.startswith("data:")
+        ]
+    assert "".join(e["text_output"] for e in events) == want
+    assert len(events) == 41 and events[-1]["done"] is True
+
+
+def _start_body(sid: int) -> bytes:
+    return json.dumps(
+        {
+            "parameters": {"sequence_id": sid, "sequence_start": True},
+            "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [0]}],
+        }
+    ).encode()
+
+
+def test_a_full_server_refuses_new_sequences_with_429(tiny_bundles: dict) -> None:
+    url, _, server = start_server([("charlm", tiny_bundles["charlm"])], max_sequences=2)
+    try:
+        assert _post(url, "/v2/models/charlm/infer", _start_body(1))[0] == 200
+        assert _post(url, "/v2/models/charlm/infer", _start_body(2))[0] == 200
+        code, payload = _post(url, "/v2/models/charlm/infer", _start_body(3))
+        assert code == 429 and "2 sequences are live" in payload["error"]
+        assert _post(url, "/v2/models/charlm/infer", _start_body(1))[0] == 200  # a restart fits
+    finally:
+        server.should_exit = True
