@@ -1,0 +1,144 @@
+"""A Triton Inference Server model repository from a bundle: `config.pbtxt` + `1/model.onnx`.
+
+- Stateless bundles whose every input and output has the batch axis first get
+  `max_batch_size: N` (dims without the batch axis) and `dynamic_batching`; any other layout gets
+  `max_batch_size: 0` and full dims.
+- Recurrent bundles get `sequence_batching` with implicit state: Triton keeps each sequence's
+  state_in/state_out pairs (zero initial state) and clients send tokens only, as with
+  `edgekit serve`. Triton needs batch first on every tensor when `max_batch_size > 0`, and a
+  bundle's state is (layers, batch, hidden), so these configs use `max_batch_size: 0` with batch
+  fixed at 1: one stream per sequence, the graph unchanged (the exported, parity-checked file).
+- A bundle with TensorRT engines also gets NAME_trt (platform tensorrt_plan), one plan per
+  compute capability through `cc_model_filenames`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.files import atomic_directory, refuse_overlap
+from edgekit.iospec import BATCH, IOContract, TensorSpec
+from edgekit.manifest import read_manifest
+from edgekit.runtimes.loader import with_precision
+
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit serve` does
+
+
+def _dims(
+    spec: TensorSpec, batch: str | None, drop_batch: bool, fixed: dict[str, int]
+) -> list[int]:
+    dims = []
+    for d in spec.shape:
+        if d == batch and drop_batch:
+            continue
+        dims.append(d if isinstance(d, int) else fixed.get(d, -1))
+    return dims
+
+
+def _tensor(kind: str, spec: TensorSpec, dims: list[int]) -> str:
+    if spec.dtype not in TRITON_TYPES:
+        raise InputError(f"{spec.name}: dtype {spec.dtype} has no Triton type")
+    return (
+        f'{kind} {{\n  name: "{spec.name}"\n  data_type: {TRITON_TYPES[spec.dtype]}\n'
+        f"  dims: [{', '.join(map(str, dims))}]\n}}\n"
+    )
+
+
+def model_config(
+    name: str, contract: IOContract, platform: str, max_batch: int, extra: str = ""
+) -> tuple[str, str]:
+    """(config.pbtxt text, how batching was set up, in words)."""
+    batch = contract.role_axis(BATCH)
+    state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
+    lines = [f'name: "{name}"\nplatform: "{platform}"\n']
+    if contract.state:
+        fixed = {batch: 1} if batch else {}
+        lines.append("max_batch_size: 0\n")
+        how = "max_batch_size 0, sequence_batching with implicit state (batch 1 per sequence)"
+        for t in contract.inputs:
+            if t.name not in state_names:
+                lines.append(_tensor("input", t, _dims(t, batch, False, fixed)))
+        for t in contract.outputs:
+            if t.name not in state_names:
+                lines.append(_tensor("output", t, _dims(t, batch, False, fixed)))
+        lines.append(f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_US}\n")
+        for pair in contract.state:
+            spec = contract.spec(pair.input)
+            dims = ", ".join(map(str, _dims(spec, batch, False, fixed)))
+            kind = TRITON_TYPES[spec.dtype]
+            lines.append(
+                f'  state {{\n    input_name: "{pair.input}"\n    output_name: "{pair.output}"\n'
+                f"    data_type: {kind}\n    dims: [{dims}]\n"
+                f'    initial_state {{\n      name: "zeros"\n      data_type: {kind}\n'
+                f"      dims: [{dims}]\n      zero_data: true\n    }}\n  }}\n"
+            )
+        lines.append("}\n")
+    else:
+        tensors = [*contract.inputs, *contract.outputs]
+        batch_first = batch is not None and all(t.shape and t.shape[0] == batch for t in tensors)
+        lines.append(f"max_batch_size: {max_batch if batch_first else 0}\n")
+        for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
+            for t in group:
+                lines.append(_tensor(kind, t, _dims(t, batch, batch_first, {})))
+        if batch_first:
+            lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}\n")
+            how = f"max_batch_size {max_batch}, dynamic_batching"
+        else:
+            how = "max_batch_size 0 (the batch axis is not first on every tensor)"
+    return "".join(lines) + extra, how
+
+
+def write_repository(
+    bundle: Path,
+    out: Path,
+    name: str | None = None,
+    max_batch: int = 32,
+    precision: str = "fp32",
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write (or with `force`, replace) a model repository at `out`; return what was written."""
+    if max_batch < 1:
+        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+    manifest = with_precision(read_manifest(bundle, verify=True), precision)
+    contract = IOContract.from_manifest(manifest)
+    name = name or bundle.resolve().name
+    if not name or "/" in name:
+        raise InputError(f"model name {name!r} must be non-empty, without '/'")
+    refuse_overlap(out, bundle)
+    models = {}
+    with atomic_directory(out, force) as tmp:
+        config, how = model_config(name, contract, "onnxruntime_onnx", max_batch)
+        _model(tmp / name, config, {"model.onnx": bundle / manifest["graph"]})
+        models[name] = how
+        engines = manifest.get("engines") or []
+        if engines and precision == "fp32":
+            files = {f"model.sm{e['compute_capability']}.plan": bundle / e["file"] for e in engines}
+            pairs = "".join(
+                f'  {{ key: "{e["compute_capability"]}" value: "model.sm{e["compute_capability"]}.plan" }}\n'
+                for e in engines
+            )
+            extra = f"cc_model_filenames [\n{pairs}]\n"
+            config, how = model_config(f"{name}_trt", contract, "tensorrt_plan", max_batch, extra)
+            _model(tmp / f"{name}_trt", config, files)
+            models[f"{name}_trt"] = how
+    return {"repository": str(out), "models": models}
+
+
+def _model(folder: Path, config: str, files: dict[str, Path]) -> None:
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(config)
+    for target, source in files.items():
+        shutil.copyfile(source, folder / "1" / target)
