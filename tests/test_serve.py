@@ -263,6 +263,33 @@ def test_bad_requests_get_400_and_the_server_lives(
     assert client(served[0]).is_server_live()
 
 
+def test_bad_binary_framing_gets_400(served: tuple[str, Any]) -> None:
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": [1, 2],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        }
+    ).encode()
+    framing = {"Inference-Header-Content-Length": str(len(head))}
+    code, payload = _post(served[0], "/v2/models/linear/infer", head + b"\0" * 4, framing)
+    assert code == 400 and "binary_data_size 8" in payload["error"]
+    code, payload = _post(
+        served[0],
+        "/v2/models/linear/infer",
+        head,
+        {**framing, "Inference-Header-Content-Length": "99999"},
+    )
+    assert code == 400 and "outside the body" in payload["error"]
+    code, payload = _post(served[0], "/v2/models/linear/infer", head + b"\0" * 8, framing)
+    assert code == 200 and payload["outputs"][0]["shape"][0] == 1
+
+
 def test_text_generation_and_its_stream(served: tuple[str, Any], tiny_bundles: dict) -> None:
     g = edgekit.load(tiny_bundles["charlm"])
     want = g.generate("the ", 40, temperature=0)

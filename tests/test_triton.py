@@ -118,3 +118,40 @@ def test_repository_write_is_atomic_and_refuses_to_overwrite(
     (broken / "model.onnx").write_bytes(b"tampered")
     bad = runner.invoke(app, ["triton", str(broken), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and not (tmp_path / "r2").exists()
+
+
+def test_a_bundle_with_engines_also_gets_a_tensorrt_plan_model(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """The engines' bytes are copied as they are (no TensorRT here to build a real one), one per
+    compute capability, and the config names each through cc_model_filenames."""
+    from edgekit.manifest import read_manifest, write_manifest
+
+    bundle = tmp_path / "cnn"
+    shutil.copytree(tiny_bundles["cnn"], bundle)
+    manifest = read_manifest(bundle)
+    engines = []
+    for cc in ("8.0", "9.0"):
+        name = f"engine.sm{cc}.plan"
+        (bundle / name).write_bytes(f"plan for sm {cc}".encode())
+        engines.append(
+            {
+                "file": name,
+                "gpu": "GPU",
+                "compute_capability": cc,
+                "tensorrt": "10.0",
+                "fp16": False,
+            }
+        )
+    manifest["engines"] = engines
+    write_manifest(bundle, manifest)
+    result = runner.invoke(app, ["triton", str(bundle), "--out", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "repo" / "cnn_trt"
+    config = parse_config(folder)
+    assert config.platform == "tensorrt_plan" and dict(config.cc_model_filenames) == {
+        "8.0": "model.sm8.0.plan",
+        "9.0": "model.sm9.0.plan",
+    }
+    assert (folder / "1" / "model.sm9.0.plan").read_bytes() == b"plan for sm 9.0"
+    assert_matches_graph(config, graph_tensors(tmp_path / "repo" / "cnn" / "1" / "model.onnx"))

@@ -20,8 +20,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_batch: Annotated[int, typer.Option(help="rows one batched call may hold")] = 32,
     max_wait_ms: Annotated[
-        float, typer.Option(help="how long a request waits for others to batch with")
-    ] = 2.0,
+        float,
+        typer.Option(
+            help="extra wait for requests to batch with (0: batch what queues while a call runs)"
+        ),
+    ] = 0.0,
     max_sequences: Annotated[
         int, typer.Option(help="recurrent models: live sequences at once (then 429)")
     ] = 256,

@@ -1,9 +1,11 @@
-"""Dynamic batching: requests that arrive within a short window run as one call.
+"""Dynamic batching: requests that arrive together run as one call.
 
 Each request's feeds are checked against the model's contract on arrival (a bad request fails alone,
-with a 400). Requests whose non-batch shapes agree are concatenated along each input's batch axis,
-up to `max_batch` rows or until `max_wait` seconds after the first arrived; the batch runs in a
-worker thread while the next one gathers, and each request gets its own rows of every output back.
+with a 400). One call runs at a time per model; requests that arrive while it runs queue up, and the
+next call takes every queued request whose non-batch shapes agree with the first, up to `max_batch`
+rows. So an idle server answers a lone request at once, and a busy one batches by itself. With
+`max_wait` > 0 the first request of a call also waits up to that long for others (larger batches
+for more latency, as Triton's max_queue_delay). Each request gets its own rows of every output.
 """
 
 from __future__ import annotations
@@ -78,8 +80,12 @@ class Batcher:
             deadline = loop.time() + self.max_wait
             while rows < self.max_batch:
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
-                except TimeoutError:
+                    if self.queue.empty() and self.max_wait > 0:
+                        timeout = deadline - loop.time()
+                        item = await asyncio.wait_for(self.queue.get(), max(timeout, 0))
+                    else:
+                        item = self.queue.get_nowait()
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
                 if item.key != first.key or rows + item.rows > self.max_batch:
                     held = item

@@ -20,7 +20,7 @@ from edgekit.serve.sequences import SequenceStore
 @dataclass(frozen=True)
 class ServeOptions:
     max_batch: int = 32  # rows one batched call may hold
-    max_wait_ms: float = 2.0  # how long the first request of a batch waits for others
+    max_wait_ms: float = 0.0  # extra wait for others (0: batch whatever queued while busy)
     max_sequences: int = 256  # live recurrent sequences at once
     sequence_timeout_s: float = 60.0  # an idle sequence is evicted after this
     device: str = "cpu"

@@ -125,12 +125,14 @@ def write_repository(
         models[name] = how
         engines = manifest.get("engines") or []
         if engines and precision == "fp32":
-            files = {f"model.sm{e['compute_capability']}.plan": bundle / e["file"] for e in engines}
-            pairs = "".join(
-                f'  {{ key: "{e["compute_capability"]}" value: "model.sm{e["compute_capability"]}.plan" }}\n'
-                for e in engines
+            plans = {
+                e["compute_capability"]: f"model.sm{e['compute_capability']}.plan" for e in engines
+            }
+            files = {plans[e["compute_capability"]]: bundle / e["file"] for e in engines}
+            extra = "".join(
+                f'cc_model_filenames {{ key: "{cc}" value: "{plan}" }}\n'
+                for cc, plan in plans.items()
             )
-            extra = f"cc_model_filenames [\n{pairs}]\n"
             config, how = model_config(f"{name}_trt", contract, "tensorrt_plan", max_batch, extra)
             _model(tmp / f"{name}_trt", config, files)
             models[f"{name}_trt"] = how
