@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import edgekit
+from tests.remote_checks import check_outputs, check_rollout, client, infer_input, rollout
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "tritonclient")),
@@ -55,21 +56,6 @@ def served(tiny_bundles: dict[str, Path]) -> Iterator[tuple[str, Any]]:
     server.should_exit = True
 
 
-def client(url: str) -> Any:
-    import tritonclient.http as httpclient
-
-    return httpclient.InferenceServerClient(url, concurrency=1)
-
-
-def infer_input(name: str, array: np.ndarray, binary: bool = True) -> Any:
-    import tritonclient.http as httpclient
-    from tritonclient.utils import np_to_triton_dtype
-
-    tensor = httpclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-    tensor.set_data_from_numpy(array, binary_data=binary)
-    return tensor
-
-
 def test_health_and_metadata(served: tuple[str, Any]) -> None:
     c = client(served[0])
     assert c.is_server_live() and c.is_server_ready()
@@ -82,46 +68,19 @@ def test_health_and_metadata(served: tuple[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("binary", [True, False])
-def test_remote_classification_equals_local(
+def test_remote_outputs_equal_local(
     served: tuple[str, Any], tiny_bundles: dict, binary: bool
 ) -> None:
-    local = edgekit.load(tiny_bundles["cnn"])
-    feeds = local.backend.contract.example(3, 1, np.random.default_rng(1))
-    ((name, images),) = feeds.items()
-    result = client(served[0]).infer("cnn", [infer_input(name, images, binary)])
-    np.testing.assert_allclose(
-        result.as_numpy("probability"),
-        local.backend.run(feeds)["probability"],
-        rtol=1e-5,
-        atol=1e-6,
-    )
-
-
-def _rollout(url: str, sid: int, prompt: np.ndarray, steps: int) -> list[int]:
-    """Greedy tokens, driven one request per token through a server-side sequence."""
-    c, tokens = client(url), []
-    result = c.infer(
-        "charlm", [infer_input("tokens", prompt[None, :])], sequence_id=sid, sequence_start=True
-    )
-    for k in range(steps):
-        token = int(result.as_numpy("logits")[0, -1].argmax())
-        tokens.append(token)
-        ids = np.array([[token]], np.int64)
-        result = c.infer(
-            "charlm", [infer_input("tokens", ids)], sequence_id=sid, sequence_end=k == steps - 1
-        )
-    return tokens
+    check_outputs(served[0], "cnn", tiny_bundles["cnn"], binary=binary)
+    check_outputs(served[0], "linear", tiny_bundles["linear"], binary=binary)
 
 
 def test_remote_greedy_rollout_equals_the_local_generator(
     served: tuple[str, Any], tiny_bundles: dict
 ) -> None:
-    g = edgekit.load(tiny_bundles["charlm"])
-    want = g.generate("the ", 200, temperature=0)
-    got = _rollout(served[0], 7, g.encode("the "), 200)
-    assert "".join(g.vocab[t] for t in got) == want
-    stats = served[1].state.models["charlm"].sequences.stats()
-    assert stats["ended"] >= 1 and 7 not in served[1].state.models["charlm"].sequences.live
+    check_rollout(served[0], "charlm", tiny_bundles["charlm"], 200, sequence_id=7)
+    store = served[1].state.models["charlm"].sequences
+    assert store.stats()["ended"] >= 1 and 7 not in store.live  # sequence_end freed it
 
 
 def test_sixteen_concurrent_clients_lose_and_mix_nothing(
@@ -155,7 +114,9 @@ def test_sixteen_concurrent_sequences(served: tuple[str, Any], tiny_bundles: dic
     want = [g.generate(p, 30, temperature=0) for p in prompts]
     with ThreadPoolExecutor(16) as pool:
         got = list(
-            pool.map(lambda i: _rollout(served[0], 100 + i, g.encode(prompts[i]), 30), range(16))
+            pool.map(
+                lambda i: rollout(served[0], "charlm", 100 + i, g.encode(prompts[i]), 30), range(16)
+            )
         )
     assert ["".join(g.vocab[t] for t in tokens) for tokens in got] == want
 
@@ -331,3 +292,27 @@ def test_a_full_server_refuses_new_sequences_with_429(tiny_bundles: dict) -> Non
         assert _post(url, "/v2/models/charlm/infer", _start_body(1))[0] == 200  # a restart fits
     finally:
         server.should_exit = True
+
+
+def test_the_remote_checks_script_passes_here_and_fails_a_mismatch(
+    served: tuple[str, Any], tiny_bundles: dict
+) -> None:
+    """The same checks, as the script one points at a Triton server."""
+    root = Path(__file__).resolve().parents[1]
+    base = [sys.executable, "-m", "tests.remote_checks", served[0]]
+    ok = subprocess.run(
+        [*base, f"cnn={tiny_bundles['cnn']}", f"charlm={tiny_bundles['charlm']}", "--steps", "30"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0 and "charlm: ok" in ok.stdout, ok.stdout + ok.stderr
+    wrong = subprocess.run(  # the served cnn is not the lenet bundle
+        [*base, f"cnn={tiny_bundles['lenet']}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong.returncode == 1 and "cnn: FAILED" in wrong.stdout
