@@ -316,3 +316,23 @@ def test_the_remote_checks_script_passes_here_and_fails_a_mismatch(
         timeout=300,
     )
     assert wrong.returncode == 1 and "cnn: FAILED" in wrong.stdout
+
+
+def test_serve_command_bad_input_is_one_line_exit_2(tiny_bundles: dict, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    runner = CliRunner()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    missing = runner.invoke(app, ["serve", str(tmp_path / "nope"), "--port", str(port)])
+    assert missing.exit_code == 2 and "nope" in missing.output and "Traceback" not in missing.output
+    assert "--port must be" in runner.invoke(app, ["serve", str(tmp_path), "--port", "0"]).output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = runner.invoke(app, ["serve", str(tiny_bundles["cnn"]), "--port", str(port)])
+    assert taken.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.output

@@ -42,6 +42,22 @@ def serve(
 
     uvicorn = require("uvicorn", "edgekit serve (pip install 'edgekit-ml[serve]')")
     options = ServeOptions(max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads)
+    _check_address(host, port)
     application = create_app([parse_bundle_arg(b) for b in bundles], options)
     typer.echo(f"serving {', '.join(application.state.models)} on http://{host}:{port}/v2")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail with one line, before loading anything, when the address cannot be listened on."""
+    import socket
+
+    from edgekit.errors import InputError
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port must be 1..65535, got {port}")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
