@@ -207,6 +207,19 @@ def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tupl
             400,
             "sequence 5 is not live",
         ),
+        (
+            "/v2/models/charlm/infer",
+            json.dumps(
+                {
+                    "parameters": {"sequence_id": 6, "sequence_start": True},
+                    "inputs": [
+                        {"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [5000]}
+                    ],
+                }
+            ).encode(),
+            400,
+            "tokens: values must be in [0, ",
+        ),
         ("/v2/models/cnn/generate", b'{"text_input": "a"}', 400, "is a classify model"),
         (
             "/v2/models/charlm/generate",

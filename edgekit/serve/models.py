@@ -37,6 +37,22 @@ class ServeOptions:
             raise InputError(f"--sequence-timeout must be > 0, got {self.sequence_timeout_s}")
 
 
+def check_ranges(contract: Any, feeds: Mapping[str, np.ndarray]) -> None:
+    """Integer inputs with a declared range (token ids, categories) must lie in [lo, hi): an id
+    outside it is the client's mistake (400), not a failure inside the model."""
+    for spec in contract.inputs:
+        value = feeds.get(spec.name)
+        if value is None or value.dtype.kind not in "iu" or value.size == 0:
+            continue
+        if spec.range is None and spec.name != contract.token_input:
+            continue
+        lo, hi = contract.int_range(spec)
+        if value.min() < lo or value.max() >= hi:
+            raise InputError(
+                f"{spec.name}: values must be in [{lo}, {hi}), got {value.min()} .. {value.max()}"
+            )
+
+
 def parse_bundle_arg(text: str) -> tuple[str, Path]:
     """`NAME=PATH` or `PATH` (the model is then named after the bundle's directory)."""
     name, sep, path = text.partition("=")
@@ -92,6 +108,7 @@ class ServedModel:
     async def infer(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
     ) -> dict[str, np.ndarray]:
+        check_ranges(self.contract, inputs)
         if self.sequences is not None:
             return dict(await self.sequences.infer(inputs, parameters))
         assert self.batcher is not None
