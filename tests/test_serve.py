@@ -220,6 +220,19 @@ def _post(url: str, path: str, body: bytes, headers: dict | None = None) -> tupl
             400,
             "tokens: values must be in [0, ",
         ),
+        (
+            "/v2/models/linear/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+                    ],
+                    "outputs": [{"name": "nope"}],
+                }
+            ).encode(),
+            400,
+            "unknown outputs ['nope']",
+        ),
         ("/v2/models/cnn/generate", b'{"text_input": "a"}', 400, "is a classify model"),
         (
             "/v2/models/charlm/generate",
@@ -262,6 +275,26 @@ def test_bad_binary_framing_gets_400(served: tuple[str, Any]) -> None:
     assert code == 400 and "outside the body" in payload["error"]
     code, payload = _post(served[0], "/v2/models/linear/infer", head + b"\0" * 8, framing)
     assert code == 200 and payload["outputs"][0]["shape"][0] == 1
+
+
+def test_requested_outputs_come_back_as_asked(served: tuple[str, Any], tiny_bundles: dict) -> None:
+    """JSON data for an output asked without binary_data; the id echoes back."""
+    local = edgekit.load(tiny_bundles["linear"])
+    rows = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    want = local.backend.run({"features": rows})
+    (name,) = want
+    request = {
+        "id": "r1",
+        "inputs": [
+            {"name": "features", "shape": [2, 2], "datatype": "FP32", "data": rows.ravel().tolist()}
+        ],
+        "outputs": [{"name": name, "parameters": {"binary_data": False}}],
+    }
+    code, payload = _post(served[0], "/v2/models/linear/infer", json.dumps(request).encode())
+    assert code == 200 and payload["id"] == "r1" and payload["model_name"] == "linear"
+    (out,) = payload["outputs"]
+    got = np.array(out["data"], np.float32).reshape(out["shape"])
+    np.testing.assert_allclose(got, want[name], rtol=1e-6)
 
 
 def test_text_generation_and_its_stream(served: tuple[str, Any], tiny_bundles: dict) -> None:
