@@ -112,6 +112,8 @@ def test_sixteen_concurrent_sequences(served: tuple[str, Any], tiny_bundles: dic
     g = edgekit.load(tiny_bundles["charlm"])
     prompts = ["the ", "a", "of the", "in", "and ", "to", "it ", "he"] * 2
     want = [g.generate(p, 30, temperature=0) for p in prompts]
+    batcher = served[1].state.models["charlm"].batcher
+    before = (batcher.requests, batcher.calls)
     with ThreadPoolExecutor(16) as pool:
         got = list(
             pool.map(
@@ -119,6 +121,8 @@ def test_sixteen_concurrent_sequences(served: tuple[str, Any], tiny_bundles: dic
             )
         )
     assert ["".join(g.vocab[t] for t in tokens) for tokens in got] == want
+    requests, calls = batcher.requests - before[0], batcher.calls - before[1]
+    assert requests == 16 * 31 and calls < requests, "steps of different sequences share calls"
 
 
 def test_a_killed_clients_sequence_is_evicted(served: tuple[str, Any]) -> None:

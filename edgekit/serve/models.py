@@ -72,14 +72,12 @@ class ServedModel:
         self.manifest: dict[str, Any] = self.model.manifest
         backend = self.model.backend
         self.contract = backend.contract
+        self.batcher = Batcher(backend, options.max_batch, options.max_wait_ms / 1e3, executor)
         self.sequences: SequenceStore | None = None
-        self.batcher: Batcher | None = None
         if self.contract.state:  # recurrent: state stays on the server, per sequence
             self.sequences = SequenceStore(
-                backend, options.max_sequences, options.sequence_timeout_s, executor
+                backend, options.max_sequences, options.sequence_timeout_s, self.batcher
             )
-        else:
-            self.batcher = Batcher(backend, options.max_batch, options.max_wait_ms / 1e3, executor)
 
     def metadata(self) -> dict[str, Any]:
         """v2 model metadata; a recurrent model shows its token input and logits only."""
@@ -111,13 +109,11 @@ class ServedModel:
         check_ranges(self.contract, inputs)
         if self.sequences is not None:
             return dict(await self.sequences.infer(inputs, parameters))
-        assert self.batcher is not None
         return await self.batcher.submit(inputs)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": "1"}
-        if self.batcher is not None:
-            out["batching"] = {"requests": self.batcher.requests, "calls": self.batcher.calls}
+        out["batching"] = {"requests": self.batcher.requests, "calls": self.batcher.calls}
         if self.sequences is not None:
             out["sequences"] = self.sequences.stats()
         return out

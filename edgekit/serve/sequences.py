@@ -5,7 +5,9 @@ parameters and sends tokens only; the state lives here between its requests. `se
 begins a sequence from zero state (replacing one with the same id), `sequence_end` frees it after
 that request, and a sequence idle for `idle_timeout` seconds is evicted (its client may have died).
 At most `max_live` sequences exist at once: one more is refused (HTTP 429) rather than evicting a
-live one. Requests of one sequence run in arrival order; different sequences run concurrently.
+live one. Requests of one sequence run in arrival order. Requests of different sequences are
+batched as stateless ones are (batching.py): their tokens and states are stacked along the batch
+axis into one call and split back, so 16 sequences stepping together cost one batched step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.serve.batching import Batcher
 
 
 class SequencesFull(Exception):
@@ -50,10 +52,10 @@ def sequence_control(parameters: Mapping[str, Any]) -> tuple[Any, bool, bool]:
 
 class SequenceStore:
     def __init__(
-        self, backend: Backend, max_live: int, idle_timeout: float, executor: Executor
+        self, backend: Backend, max_live: int, idle_timeout: float, batcher: Batcher
     ) -> None:
         self.backend, self.max_live, self.idle_timeout = backend, max_live, idle_timeout
-        self.executor = executor
+        self.batcher = batcher  # stacks the calls of sequences that arrive together
         self.layout = backend.layout
         self.live: dict[Any, Sequence] = {}
         self.evicted = self.ended = self.refused = 0
@@ -78,10 +80,9 @@ class SequenceStore:
                     f"sequence {sid!r} has batch {sequence.batch}; this request has {batch}"
                 )
             run = {self.layout.tokens.name: tokens, **sequence.state}
-            self.backend.check_feeds(run)
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.executor, self.backend.run, run, False)
-            sequence.state = self.layout.state_after(out)
+            out = await self.batcher.submit(run)  # checks the feeds first
+            # copies: the rows are views of one batched call's outputs
+            sequence.state = {k: v.copy() for k, v in self.layout.state_after(out).items()}
             sequence.last_used = time.monotonic()
         if end and self.live.get(sid) is sequence:
             del self.live[sid]
