@@ -386,3 +386,30 @@ def test_serve_command_bad_input_is_one_line_exit_2(tiny_bundles: dict, tmp_path
         port = busy.getsockname()[1]
         taken = runner.invoke(app, ["serve", str(tiny_bundles["cnn"]), "--port", str(port)])
     assert taken.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.output
+
+
+def test_a_variant_is_served_with_precision(tiny_bundles: dict, tmp_path: Path) -> None:
+    """--precision int8 serves the bundle's int8 variant; a missing one is a clear error."""
+    import shutil
+
+    from edgekit.errors import InputError
+    from edgekit.exporters.quantize import quantize_bundle
+    from edgekit.serve.app import create_app
+    from edgekit.serve.models import ServeOptions
+
+    bundle = tmp_path / "lenet"
+    shutil.copytree(tiny_bundles["lenet"], bundle)
+    with pytest.raises(InputError, match="no int8 variant"):
+        create_app([("lenet", bundle)], ServeOptions(precision="int8"))
+    quantize_bundle(bundle, "int8", force=True)  # tiny weights: kept although it may not pay
+    url, app, server = start_server([("lenet", bundle)], precision="int8")
+    try:
+        assert app.state.models["lenet"].model.manifest["precision"] == "int8"
+        local = edgekit.load(bundle, precision="int8")
+        feeds = local.backend.contract.example(2, 1, np.random.default_rng(3))
+        ((name, images),) = feeds.items()
+        got = client(url).infer("lenet", [infer_input(name, images)])
+        for out, want in local.backend.run(feeds).items():
+            np.testing.assert_allclose(got.as_numpy(out), want, rtol=1e-5, atol=1e-6)
+    finally:
+        server.should_exit = True

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from edgekit.cli.app import DeviceOption, app, user_errors
+from edgekit.cli.app import DeviceOption, PrecisionOption, app, user_errors
 
 
 @app.command()
@@ -33,6 +33,7 @@ def serve(
     ] = 60.0,
     device: DeviceOption = "cpu",
     threads: Annotated[int | None, typer.Option(help="intra-op threads per model")] = None,
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Serve bundles on the KServe v2 REST protocol: health, metadata, infer (batched; recurrent
     models keep state per sequence_id) and text generation with server-sent events."""
@@ -41,7 +42,9 @@ def serve(
     from edgekit.serve.models import ServeOptions, parse_bundle_arg
 
     uvicorn = require("uvicorn", "edgekit serve (pip install 'edgekit-ml[serve]')")
-    options = ServeOptions(max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads)
+    options = ServeOptions(
+        max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads, precision
+    )
     _check_address(host, port)
     application = create_app([parse_bundle_arg(b) for b in bundles], options)
     typer.echo(f"serving {', '.join(application.state.models)} on http://{host}:{port}/v2")

@@ -25,6 +25,7 @@ class ServeOptions:
     sequence_timeout_s: float = 60.0  # an idle sequence is evicted after this
     device: str = "cpu"
     threads: int | None = None
+    precision: str = "fp32"  # or a variant from edgekit quantize: int8, fp16, auto
 
     def check(self) -> None:
         if self.max_batch < 1:
@@ -68,7 +69,9 @@ class ServedModel:
         import edgekit
 
         self.name, self.bundle = name, bundle
-        self.model = edgekit.load(bundle, device=options.device, threads=options.threads)
+        self.model = edgekit.load(
+            bundle, device=options.device, threads=options.threads, precision=options.precision
+        )
         self.manifest: dict[str, Any] = self.model.manifest
         backend = self.model.backend
         self.contract = backend.contract
