@@ -74,10 +74,10 @@ class StopMatcher:
     def push(self, tokens: np.ndarray) -> tuple[tuple[int, int], ...]:
         """Record this step's tokens (B,); return (stream, characters to drop) for each stream
         whose text now ends inside a stop string: the text ends before the stop's first char."""
-        self.history[:, self.count % self.window] = tokens
         self.count += 1
-        if not self.active:
+        if not self.active:  # nothing to match, nothing held back: the ring is never read
             return NO_HITS
+        self.history[:, (self.count - 1) % self.window] = tokens
         np.take(self.ends_a_stop, tokens, out=self.flag)
         if not self.flag.any():
             return NO_HITS

@@ -270,10 +270,6 @@ def _provider_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> 
     return missing_provider(device)
 
 
-def _graph_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
-    return int((Path(bundle) / manifest["graph"]).stat().st_size)
-
-
 for _name, _device, _graph, _rank, _summary in (
     ("ort-cpu", "cpu", False, 10, "ONNX Runtime on the CPU"),
     ("ort-cuda", "cuda", False, 30, "ONNX Runtime on an NVIDIA GPU (CUDA execution provider)"),
@@ -293,7 +289,7 @@ for _name, _device, _graph, _rank, _summary in (
             summary=_summary,
             unavailable=partial(_provider_reason, _device),
             open=partial(_open, _device, _graph),
-            model_bytes=_graph_bytes,
+            model_bytes=registry.graph_bytes,
             rank=_rank,
             runs_variants=True,
         )

@@ -224,10 +224,6 @@ def _open(bundle: Path, manifest: Mapping[str, Any], options: registry.OpenOptio
     )
 
 
-def _graph_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
-    return int((Path(bundle) / manifest["graph"]).stat().st_size)
-
-
 registry.register(
     registry.BackendEntry(
         name=NAME,
@@ -235,7 +231,7 @@ registry.register(
         summary="OpenVINO on the CPU (the openvino extra)",
         unavailable=_unavailable,
         open=_open,
-        model_bytes=_graph_bytes,
+        model_bytes=registry.graph_bytes,
         rank=20,
         runs_variants=True,
     )

@@ -49,6 +49,11 @@ _BUILTIN = (
 _loaded = False
 
 
+def graph_bytes(bundle: Path, manifest: Manifest) -> int:
+    """`model_bytes` of a backend that loads the manifest's ONNX graph."""
+    return int((Path(bundle) / manifest["graph"]).stat().st_size)
+
+
 def register(entry: BackendEntry) -> None:
     _ENTRIES[entry.name] = entry
 

@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.serve.protocol import json_object
 
 KNOWN = {"max_tokens", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"}
 _DONE = object()
@@ -28,11 +29,8 @@ def _request(model: Any, body: bytes) -> tuple[Any, str, dict[str, Any]]:
     """(the Generator, the prompt, Generator keyword arguments) of a generate request."""
     if model.manifest["task"] != "generate" or model.sequences is None:
         raise InputError(f"{model.name} is a {model.manifest['task']} model; generate needs text")
-    try:
-        request = json.loads(body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(request, dict) or not isinstance(request.get("text_input"), str):
+    request = json_object(body or b"{}")
+    if not isinstance(request.get("text_input"), str):
         raise InputError('a generate request is a JSON object with a "text_input" string')
     params = request.get("parameters") or {}
     if not isinstance(params, dict):

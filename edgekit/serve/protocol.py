@@ -47,7 +47,7 @@ def v2_datatype(dtype: Any) -> str:
     return NUMPY_TO_V2[np.dtype(dtype)]
 
 
-def _json(text: bytes) -> dict[str, Any]:
+def json_object(text: bytes) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -66,9 +66,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
             raise InputError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
         if not 0 < size <= len(body):
             raise InputError(f"{HEADER_LENGTH} {size} is outside the body ({len(body)} bytes)")
-        head, rest = _json(body[:size]), memoryview(body)[size:]
+        head, rest = json_object(body[:size]), memoryview(body)[size:]
     else:
-        head, rest = _json(body), memoryview(b"")
+        head, rest = json_object(body), memoryview(b"")
     entries = head.get("inputs")
     if not isinstance(entries, list) or not entries:
         raise InputError('the request has no "inputs" list')
