@@ -23,9 +23,9 @@ from edgekit.parity import ParityReport
 
 def _setup(reference: Any, bundle: str | Path, device: str) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(plan, torch reference backend, candidate backend, manifest) for `bundle`."""
+    from edgekit.bundle.directory import read_manifest
+    from edgekit.bundle.io import IOContract
     from edgekit.exporters.plan import Plan, plan_from_checkpoint
-    from edgekit.iospec import IOContract
-    from edgekit.manifest import read_manifest
     from edgekit.reference.torch_backend import TorchBackend
     from edgekit.runtimes.loader import backend_for_device
     from edgekit.runtimes.registry import open_backend

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.iospec import IOContract
+from edgekit.bundle.io import IOContract
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.stepper import HostStepper, greedy
 

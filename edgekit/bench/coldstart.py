@@ -13,8 +13,8 @@ import json, sys, time
 from pathlib import Path
 import edgekit.reference
 from edgekit.bench.cases import build_cases
-from edgekit.iospec import IOContract
-from edgekit.manifest import read_manifest
+from edgekit.bundle.io import IOContract
+from edgekit.bundle.directory import read_manifest
 from edgekit.runtimes import registry
 
 bundle, backend, threads = Path(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -39,9 +39,9 @@ from edgekit.bench.floors import (
 )
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
+from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
-from edgekit.manifest import read_manifest
 from edgekit.parity import error_line
 from edgekit.runtimes import registry
 from edgekit.runtimes.loader import with_precision

@@ -139,7 +139,7 @@ def engine(
 ) -> None:
     """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit-ml[gpu])."""
     from edgekit._optional import require
-    from edgekit.manifest import read_manifest
+    from edgekit.bundle.directory import read_manifest
 
     read_manifest(bundle)  # a bad bundle fails before TensorRT is looked for
     from edgekit.runtimes.cuda import cudart
@@ -216,7 +216,7 @@ def check(
     if backend is None:
         report = load_bundle(bundle, device, precision).check()
     else:
-        from edgekit.manifest import read_manifest
+        from edgekit.bundle.directory import read_manifest
         from edgekit.runtimes import registry
         from edgekit.runtimes.golden import replay
         from edgekit.runtimes.loader import with_precision

@@ -93,7 +93,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
 ) -> None:
     """Show a checkpoint's metadata or a bundle's manifest (verifying their hashes)."""
-    from edgekit.manifest import MANIFEST, read_manifest
+    from edgekit.bundle.directory import MANIFEST, read_manifest
     from edgekit.training.checkpoint import load_checkpoint
 
     if (path / MANIFEST).is_file():

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import BATCH, TIME, IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.onnx import EXPORTERS
 from edgekit.exporters.plan import Plan
-from edgekit.iospec import BATCH, TIME, IOContract
 from edgekit.parity import ParityReport, compare_case, error_line, recorded, rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.layout import Layout

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from edgekit.bundle.io import Axis, IOContract, StatePair, TensorSpec, with_range
 from edgekit.errors import InputError
-from edgekit.iospec import Axis, IOContract, StatePair, TensorSpec, with_range
 
 TASKS = ("generic", "classify", "regress", "generate")
 

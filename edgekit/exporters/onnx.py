@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.scripting import script_loops, script_whole
-from edgekit.iospec import IOContract
 
 # dynamo: torch.export; torchscript: the tracing exporter (hand-written loops of the zoo scripted);
 # script: the whole user module compiled by torch.jit.script first, so Python loops over time become

@@ -14,16 +14,13 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from edgekit.bundle.io import IOContract
+from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL
 from edgekit.exporters.module_io import describe_module
 from edgekit.exporters.samples import Sample, real_samples
-from edgekit.iospec import IOContract, contract_for, head_for
+from edgekit.iospec import contract_for, head_for
 from edgekit.models.flat import export_module
 
-# fp32 tolerances. Torch (oneDNN) and ONNX Runtime (MLAS) sum in different orders and fuse
-# differently, which moves fp32 results by ~1e-6 relative per layer; deep conv stacks and long
-# recurrences accumulate that to ~1e-5. atol 1e-4 / rtol 1e-3 leaves a 10x margin over what we
-# measure, and still catches real export bugs (a wrong GRU gate layout differs by ~1e-1).
-DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
 TOLERANCE = {"linear": (1e-3, 1e-4)}  # outputs in the hundreds: rtol carries the check
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from edgekit.bench.runner import interleaved_medians
-from edgekit.iospec import IOContract
+from edgekit.bundle.io import IOContract
 from edgekit.models.charlm import CharLM
 from edgekit.parity import compare_outputs, rollout
 from edgekit.runtimes.base import Backend

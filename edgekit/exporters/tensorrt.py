@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.directory import read_manifest, write_manifest
+from edgekit.bundle.io import IOContract
 from edgekit.errors import CheckFailed, InputError
-from edgekit.iospec import IOContract
-from edgekit.manifest import read_manifest, write_manifest
 from edgekit.runtimes.engine_format import engine_filename, engine_tolerance
 
 TIMING_CACHE = "timing.cache"

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.check import parity_suite
 from edgekit.exporters.diverge import diagnose
 from edgekit.exporters.plan import plan_from_checkpoint
-from edgekit.iospec import IOContract
-from edgekit.manifest import read_manifest
 from edgekit.parity import ParityReport
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend

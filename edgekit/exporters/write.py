@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgekit.bundle.directory import SCHEMA, SCHEMA_VERSION, write_manifest
+from edgekit.bundle.io import IOContract
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
 from edgekit.exporters.diverge import diagnose
@@ -34,8 +36,6 @@ from edgekit.exporters.plan import (
 )
 from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
-from edgekit.iospec import IOContract
-from edgekit.manifest import SCHEMA, SCHEMA_VERSION, write_manifest
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekit.iospec import IOContract, contract_for
+from edgekit.bundle.io import IOContract
+from edgekit.iospec import contract_for
 from edgekit.runtimes.base import Backend
 
 

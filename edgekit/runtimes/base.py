@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
 from edgekit.runtimes.layout import Layout
 
 

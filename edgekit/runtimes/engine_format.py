@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
 
 
 def engine_filename(gpu: str, trt_version: str, fp16: bool) -> str:

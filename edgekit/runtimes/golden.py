@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
 from edgekit.parity import (
     ParityReport,
     RolloutResult,

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.directory import read_manifest
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
-from edgekit.manifest import read_manifest
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.golden import SelfCheck

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
-from edgekit.bundle_schema import OPTIMIZATION_LEVELS as LEVEL_NAMES
+from edgekit.bundle.io import IOContract
+from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
-from edgekit.iospec import IOContract
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.stepper import BoundStepper

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.stepper import StepBuffers, check_prefill, checked_state

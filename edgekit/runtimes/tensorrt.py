@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
-from edgekit.iospec import IOContract
 from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.engine_format import pick_engine, plan_buffers

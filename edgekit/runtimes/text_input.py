@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import BATCH, TIME, IOContract, TensorSpec
 from edgekit.errors import InputError
-from edgekit.iospec import BATCH, TIME, IOContract, TensorSpec
 from edgekit.runtimes.base import Backend
 
 UNKNOWN = ("<unk>", "[UNK]", "<UNK>")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.iospec import BATCH
+from edgekit.bundle.io import BATCH
 from edgekit.runtimes.base import Backend
 
 

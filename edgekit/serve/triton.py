@@ -18,10 +18,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.io import BATCH, IOContract, TensorSpec
 from edgekit.errors import InputError
 from edgekit.files import atomic_directory, refuse_overlap
-from edgekit.iospec import BATCH, IOContract, TensorSpec
-from edgekit.manifest import read_manifest
 from edgekit.runtimes.loader import with_precision
 
 TRITON_TYPES = {

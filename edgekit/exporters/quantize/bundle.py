@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.directory import read_manifest, write_manifest
+from edgekit.bundle.io import IOContract
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
@@ -32,8 +34,6 @@ from edgekit.exporters.quantize.data import (
 )
 from edgekit.exporters.quantize.search import Job
 from edgekit.files import atomic_directory, sha256_file
-from edgekit.iospec import IOContract
-from edgekit.manifest import read_manifest, write_manifest
 from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
 
 USEFUL_BYTES_RATIO = 0.5  # a variant must be at most this size, or

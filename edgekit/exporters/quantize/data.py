@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.quantize import recipes
 from edgekit.exporters.samples import Split, data_split, meta_of_manifest
-from edgekit.iospec import IOContract
 
 CALIBRATION_ROWS = 128
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.bench.runner import interleaved_medians
+from edgekit.bundle.io import IOContract
 from edgekit.exporters.samples import Split
-from edgekit.iospec import IOContract
 from edgekit.runtimes.layout import Layout
 from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
 from edgekit.runtimes.stepper import teacher_forced

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import IOContract
 from edgekit.errors import CheckFailed
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
 from edgekit.exporters.samples import Split
-from edgekit.iospec import IOContract
 from edgekit.runtimes.onnxruntime import OPTIMIZATION_LEVELS, OrtBackend, step_graph_of
 
 MAX_FALLBACK = 3  # most sensitive nodes tried in float before refusing

@@ -1,17 +1,23 @@
-"""What a bundle's manifest may say, checked before anything in it is trusted (torch-free).
+"""What a bundle manifest document may say, checked before anything in it is trusted (torch-free).
 
 One InputError lists every problem: missing keys, wrong types, and paths. Every file the manifest
-names (the graph, engines, golden records) must be a plain file name inside the bundle (no
-separator, no "..", not absolute, not a link), must be listed in `files`, and is hash-checked with
-the rest; `files` itself may list only plain names.
+names (the graph, engines, variants, golden records) must be a plain file name inside the bundle
+(no separator, no "..", not absolute, not a link) and listed in `files`; `files` itself may list
+only plain names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.io import DTYPES
+
 TASKS = ("classify", "regress", "generate", "generic")
+VARIANT_PRECISIONS = ("int8", "fp16")
+OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # ORT's, as variants name them
+
 # key -> (python types it may have, required)
 FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "task": ((str,), True),
@@ -31,11 +37,11 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "labels": ((list, type(None)), False),
     "preprocess": ((dict, type(None)), False),
     "token_input": ((str, type(None)), False),
+    "source": ((dict, type(None)), False),
+    "parity": ((dict, type(None)), False),
+    "exporter": ((dict, type(None)), False),
 }
-VARIANT_PRECISIONS = ("int8", "fp16")
-OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # ORT's, as variants name them
 TENSOR_KEYS = {"name": str, "dtype": str, "shape": list}
-DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}
 
 
 def plain_name(name: Any) -> bool:
@@ -50,7 +56,7 @@ def plain_name(name: Any) -> bool:
     )
 
 
-def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+def named_files(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """(where, name) of every file the manifest makes edgekit open."""
     named = [("graph", manifest.get("graph"))]
     for i, engine in enumerate(manifest.get("engines") or []):
@@ -72,7 +78,7 @@ def named_files(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     return named
 
 
-def problems(manifest: dict[str, Any], bundle: Path) -> list[str]:
+def problems(manifest: Mapping[str, Any], bundle: Path | None) -> list[str]:
     found = []
     for key, (types, required) in FIELDS.items():
         if key not in manifest:
@@ -125,7 +131,7 @@ def problems(manifest: dict[str, Any], bundle: Path) -> list[str]:
             found.append(f"{where} {name!r} is not a plain file name inside the bundle")
         elif isinstance(files, dict) and name not in files:
             found.append(f"{where} {name!r} is not listed (and hashed) in files")
-        elif (bundle / name).is_symlink():
+        elif bundle is not None and (bundle / name).is_symlink():
             found.append(f"{where} {name!r} is a symbolic link; bundle files must be plain files")
     return found
 
