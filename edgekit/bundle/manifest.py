@@ -130,6 +130,18 @@ class Manifest:
             extra={k: v for k, v in doc.items() if k not in _KNOWN},
         )
 
+    @classmethod
+    def of(cls, value: Manifest | Mapping[str, Any]) -> Manifest:
+        """A manifest, or its JSON document (validated), as a Manifest: for public functions."""
+        return value if isinstance(value, Manifest) else cls.from_json(value)
+
+    def __getitem__(self, key: str) -> Any:
+        """The manifest read as its JSON document, for callers written against the dict (a view at
+        a precision also answers "precision", "optimization" and "case_atol")."""
+        view = {"precision": self.precision, "optimization": self.optimization,
+                "case_atol": dict(self.case_atol)}  # fmt: skip
+        return {**self.to_json(), **view}[key]
+
     def to_json(self) -> dict[str, Any]:
         """The document as written to `edgekit.json` (a view at a precision writes its base)."""
         doc: dict[str, Any] = {
