@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.runtimes.layout import Layout
+from edgekit.bundle.layout import Layout
 
 Feeds = Mapping[str, np.ndarray]
 RunFn = Callable[[Feeds], Mapping[str, np.ndarray]]
