@@ -22,10 +22,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgekit"
 def _lm_contract(layers: int = 2, hidden: int = 4, vocab: int = 7) -> IOContract:
     state = (layers, "batch", hidden)
     return IOContract(
-        [TensorSpec("tokens", "int64", ("batch", "time"), (0, vocab))]
-        + [TensorSpec("state_in.h", "float32", state)],
-        [TensorSpec("logits", "float32", ("batch", "time", vocab))]
-        + [TensorSpec("state_out.h", "float32", state)],
+        [
+            TensorSpec("tokens", "int64", ("batch", "time"), (0, vocab)),
+            TensorSpec("state_in.h", "float32", state),
+        ],
+        [
+            TensorSpec("logits", "float32", ("batch", "time", vocab)),
+            TensorSpec("state_out.h", "float32", state),
+        ],
         [StatePair("state_in.h", "state_out.h")],
         token_input="tokens",
         vocab_size=vocab,
