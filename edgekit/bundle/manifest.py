@@ -53,6 +53,7 @@ from edgekit.bundle.parts import (
     Variant,
 )
 from edgekit.bundle.validate import problems
+from edgekit.bundle.vocab import Vocabulary
 from edgekit.errors import InputError
 
 SCHEMA = "edgekit.bundle"
@@ -235,6 +236,10 @@ class Manifest:
         """The one-token graph steps run on (None: the sequence graph serves steps)."""
         step = self.step_graph
         return step.file if step is not None and step.used and step.file else None
+
+    def vocabulary(self) -> Vocabulary:
+        """The one vocabulary generation, token classifiers and stop strings read."""
+        return Vocabulary(self.vocab or ())
 
     @property
     def recurrent(self) -> bool:
