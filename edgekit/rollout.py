@@ -1,9 +1,10 @@
-"""The stepping contract and the one rollout every check of a recurrent bundle runs (numpy only).
+"""The stepping contract and the one rollout loop over it (numpy only).
 
 A `Stepper` advances B independent streams of a recurrent graph: every backend has one (bound
-buffers on ONNX Runtime, explicit state on OpenVINO and TensorRT, host state for torch). A rollout
-prefills a prompt, then makes one-token steps on one stream: free (each step feeds the greedy
-choice) or teacher-forced (each step feeds a given token). Its `Trace` is what it saw.
+buffers on ONNX Runtime, explicit state on OpenVINO and TensorRT, host state for torch). A
+`Rollout` drives one: prefill a prompt, then steps that each feed the chosen tokens back, chosen
+greedily, by sampling (the Generator's decoder), or given (teacher forcing). `trace` records what
+one stream saw on such a rollout.
 
 Export parity, `edgekit verify`, golden records and their replay (`edgekit check`), the step graph's
 check and quantize's gates all call `rollout`: the reference's trace (live, or stored in the golden
@@ -13,7 +14,7 @@ does not send the two down different texts, and every check judges the path gene
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,41 @@ class Stepper(Protocol):
     def reset(self) -> None:
         """Every stream back to its initial (zero) state."""
         ...
+
+
+Choose = Callable[[np.ndarray, np.ndarray], None]  # (logits (B, V), tokens out (B,)): write picks
+
+
+def greedy_choice(logits: np.ndarray, out: np.ndarray) -> None:
+    np.argmax(logits, axis=-1, out=out)
+
+
+class Rollout:
+    """Drives a stepper: `prefill(ids)`, then `advance()` = choose every stream's next token from
+    the last logits, write it into the stepper's token buffer, step. Allocation-free with greedy
+    choice (argmax writes into the bound buffer)."""
+
+    def __init__(self, stepper: Stepper, choose: Choose = greedy_choice) -> None:
+        self.stepper, self.choose = stepper, choose
+        self.tokens = stepper.next_tokens  # (B,) the tokens fed at the last step
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        return self.stepper.prefill(ids)
+
+    def advance(self) -> np.ndarray:
+        """One step of every stream; returns the logits (B, V) after it (a view)."""
+        self.choose(self.stepper.next_logits, self.tokens)
+        return self.stepper.step()
+
+
+def _given(tokens: np.ndarray) -> Choose:
+    """Teacher forcing: stream 0 is fed `tokens` in turn, whatever the logits say."""
+    given = iter(np.asarray(tokens, np.int64))
+
+    def choose(_logits: np.ndarray, out: np.ndarray) -> None:
+        out[0] = next(given)
+
+    return choose
 
 
 @dataclass
@@ -80,24 +116,19 @@ def trace(
     choice (free) or the next of `forced` (teacher-forced: then steps = len(forced))."""
     prompt = np.asarray(prompt, np.int64)
     count = steps if forced is None else len(forced)
+    roll = Rollout(stepper, greedy_choice if forced is None else _given(forced))
     logits: list[np.ndarray] = []
-    fed: list[int] = []
     states: list[dict[str, np.ndarray]] = []
     for call in range(count + 1):
         try:
-            if call == 0:
-                row = stepper.prefill(prompt)[0]
-            else:
-                token = int(forced[call - 1]) if forced is not None else int(logits[-1].argmax())
-                stepper.next_tokens[0] = token
-                fed.append(token)
-                row = stepper.step()[0]
+            row = (roll.prefill(prompt) if call == 0 else roll.advance())[0]
             logits.append(np.array(row, np.float32))  # a copy: the next call overwrites the row
             if every_state or call == count:
                 states.append(stepper.get_state())
-        except Exception as exc:
+        except Exception as exc:  # the stepper's own failure is the finding
             raise StepFailed(call, exc) from exc
-    return Trace(prompt, np.array(fed, np.int64), np.stack(logits), states)
+    fed = np.array([row.argmax() for row in logits[:-1]], np.int64) if forced is None else forced
+    return Trace(prompt, np.asarray(fed, np.int64), np.stack(logits), states)
 
 
 def judge(reference: Trace, candidate: Trace, atol: float, rtol: float) -> RolloutResult:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.rollout import Rollout
 from edgekit.runtimes.sampling import sample
 
 NO_HITS: tuple[tuple[int, int], ...] = ()
@@ -107,8 +108,9 @@ class StopMatcher:
 
 
 class Decoder:
-    """Drives a stepper whose logits are ready: `advance()` picks every stream's next token, feeds
-    it back (one call) and returns the stop hits. The picked tokens stay in `tokens` (B,)."""
+    """The one rollout (edgekit.rollout) with sampled choices and stop strings: over a stepper
+    whose logits are ready, `advance()` picks every stream's next token, feeds it back (one call)
+    and returns the stop hits. The picked tokens stay in `tokens` (B,)."""
 
     def __init__(
         self,
@@ -119,10 +121,13 @@ class Decoder:
         vocab: Sequence[str] = (),
     ) -> None:
         self.stepper, self.sampling, self.rng = stepper, sampling, rng
-        self.tokens = stepper.next_tokens  # (B,) view of the bound token buffer
+        self.rollout = Rollout(stepper, self._pick)
+        self.tokens = self.rollout.tokens  # (B,) view of the bound token buffer
         self.matcher = StopMatcher(stops, vocab, stepper.batch)
 
+    def _pick(self, logits: np.ndarray, out: np.ndarray) -> None:
+        self.sampling.pick(logits, out, self.rng)  # the sampling may change between steps
+
     def advance(self) -> tuple[tuple[int, int], ...]:
-        self.sampling.pick(self.stepper.next_logits, self.tokens, self.rng)
-        self.stepper.step()
+        self.rollout.advance()
         return self.matcher.push(self.tokens)
