@@ -18,10 +18,8 @@ from edgekit.bundle.io import IOContract
 from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL
 from edgekit.exporters.module_io import describe_module
 from edgekit.exporters.samples import Sample, real_samples
-from edgekit.iospec import contract_for, head_for
 from edgekit.models.flat import export_module
-
-TOLERANCE = {"linear": (1e-3, 1e-4)}  # outputs in the hundreds: rtol carries the check
+from edgekit.models.registry import contract_of, get_model, head_of
 
 
 @dataclass
@@ -43,14 +41,15 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta
     real, note = real_samples(meta)
-    atol, rtol = TOLERANCE.get(meta["model"], (DEFAULT_ATOL, DEFAULT_RTOL))
+    module = export_module(ckpt.build(), meta)
+    tolerance = get_model(meta["model"]).spec.tolerance  # its spec: contract, head, tolerance
     return Plan(
-        module=export_module(ckpt.build(), meta),
-        contract=contract_for(meta),
+        module=module,
+        contract=contract_of(meta),
         manifest={
             "task": meta["task"],
             "model": {"name": meta["model"], "config": meta["config"]},
-            "head": head_for(meta),
+            "head": head_of(meta),
             "labels": meta.get("labels"),
             "vocab": meta.get("vocab"),
             "preprocess": meta.get("preprocess"),
@@ -64,8 +63,8 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
         },
         real=real,
         real_note=note,
-        atol=atol,
-        rtol=rtol,
+        atol=tolerance.atol,
+        rtol=tolerance.rtol,
     )
 
 

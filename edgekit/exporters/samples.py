@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.models.registry import MODELS
 
 Sample = tuple[str, dict[str, np.ndarray]]
 TEXT_WINDOW = 64  # characters per held-out text row
@@ -56,15 +57,12 @@ def data_split(meta: dict[str, Any]) -> Split:
     """Raises InputError (or OSError) when the data described is gone or unreadable."""
     source = str(meta["data"].get("source", ""))
     model = meta["model"]
-    if model in ("linear", "logistic"):
-        return _tables(meta, source)
-    if model in ("lenet", "rowlstm"):
-        return _digits(meta, source)
-    if model == "cnn":
-        return _images(meta, source)
-    if model == "charlm":
-        return _text(meta, source)
-    raise InputError(f"no real data for model {model}")
+    entry = MODELS.get(model)
+    build = entry.spec.data_split_builder() if entry is not None else None
+    if build is None:
+        raise InputError(f"no real data for model {model}")
+    split: Split = build(meta, source)
+    return split
 
 
 def real_samples(meta: dict[str, Any], count: int = 8) -> tuple[list[Sample], str]:
@@ -87,7 +85,7 @@ def real_samples(meta: dict[str, Any], count: int = 8) -> tuple[list[Sample], st
     return [(split.label(len(next(iter(rows.values())))), rows)], ""
 
 
-def _tables(meta: dict[str, Any], source: str) -> Split:
+def table_split(meta: dict[str, Any], source: str) -> Split:
     from edgekit.data import tabular
 
     table = (
@@ -100,7 +98,7 @@ def _tables(meta: dict[str, Any], source: str) -> Split:
     return Split(feeds, feeds, table.y, "rows")
 
 
-def _digits(meta: dict[str, Any], source: str) -> Split:
+def digit_split(meta: dict[str, Any], source: str) -> Split:
     from edgekit.data import digits
 
     d = (
@@ -120,7 +118,7 @@ def _digits(meta: dict[str, Any], source: str) -> Split:
     )
 
 
-def _images(meta: dict[str, Any], source: str) -> Split:
+def image_split(meta: dict[str, Any], source: str) -> Split:
     from edgekit.data import images
     from edgekit.preprocess import preprocess_images
 
@@ -146,7 +144,7 @@ def _images(meta: dict[str, Any], source: str) -> Split:
     )
 
 
-def _text(meta: dict[str, Any], source: str) -> Split:
+def text_split(meta: dict[str, Any], source: str) -> Split:
     from edgekit.data import text
 
     corpus = text.builtin_corpus() if source.startswith("builtin:") else text.read_corpus(source)

@@ -28,6 +28,7 @@ from torch import nn
 from edgekit.bench.runner import interleaved_medians
 from edgekit.bundle.io import IOContract
 from edgekit.models.charlm import CharLM
+from edgekit.models.registry import entry_of
 from edgekit.parity import compare_outputs, rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.onnxruntime import OrtBackend
@@ -237,13 +238,16 @@ def add_step_graph(
     rtol: float,
     steps: int,
 ) -> dict[str, Any] | None:
-    """Export, check and time a step graph into `bundle` (a zoo language model's); return its
-    manifest record (None for other modules). A step graph that fails its check is removed."""
-    lm = getattr(module, "lm", None)
-    if not isinstance(lm, CharLM):
+    """Export, check and time a step graph into `bundle` (for a zoo model whose spec has a
+    step-graph builder: the language model's); return its manifest record (None for other
+    modules). A step graph that fails its check is removed."""
+    lm = getattr(module, "lm", None)  # the zoo model inside its flat export wrapper
+    entry = entry_of(lm) if lm is not None else None
+    build = entry.spec.step_graph_builder() if entry is not None else None
+    if build is None:
         return None
     path = bundle / STEP_GRAPH
-    export_step_graph(lm, contract, path)
+    build(lm, contract, path)
     step = OrtBackend(path, contract, threads=1)
     rollout = min(steps, 100)
     failures = check_step_graph(reference, step, contract, atol, rtol, rollout)

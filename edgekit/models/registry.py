@@ -1,15 +1,51 @@
-"""The model zoo's registry: name -> task, config class and builder. Torch is imported only on build."""
+"""The model zoo's registry: name -> task, config class, builder and spec. Torch-free: torch is
+imported only on build, and the spec's exporter-side builders are named, imported when called."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from edgekit.bundle.io import IOContract
+from edgekit.bundle.parts import Tolerance
 from edgekit.errors import InputError
+from edgekit.models import contracts
 
+SAMPLES = "edgekit.exporters.samples"  # the data split builders
 CELLS = ("rnn", "lstm", "gru", "scratch-rnn", "scratch-lstm")  # charlm recurrent cells
+
+
+def _named(ref: str) -> Any:
+    """The function a "package.module:function" reference names (its module imported now)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What export, parity and quantisation need to know of one zoo model (cf. Optimum's OnnxConfig).
+
+    Builders that need numpy data code or torch are named ("package.module:function") and imported
+    only when called, so the registry stays torch-free.
+    """
+
+    contract: Callable[[dict[str, Any]], IOContract]  # config dict -> its I/O contract
+    head: Callable[[dict[str, Any]], str] | None = None  # classifiers: "probability" | "logits"
+    tolerance: Tolerance = field(default_factory=Tolerance)  # fp32 parity bound against torch
+    data_split: str | None = None  # (meta, source) -> samples.Split: the held-out data rebuilt
+    step_graph: str | None = None  # (zoo model, contract, path) -> None: a one-token step graph
+
+    def head_for(self, config: dict[str, Any]) -> str | None:
+        return self.head(config) if self.head is not None else None
+
+    def data_split_builder(self) -> Callable[[dict[str, Any], str], Any] | None:
+        return _named(self.data_split) if self.data_split else None
+
+    def step_graph_builder(self) -> Callable[[Any, IOContract, Any], None] | None:
+        return _named(self.step_graph) if self.step_graph else None
 
 
 @dataclass(frozen=True)
@@ -20,6 +56,7 @@ class ModelEntry:
     config: str  # name of the config dataclass in that module
     builder: str  # name of the nn.Module class (built as Builder(config))
     summary: str
+    spec: ModelSpec
 
     def config_class(self) -> type:
         return getattr(importlib.import_module(f"edgekit.models.{self.module}"), self.config)
@@ -77,6 +114,11 @@ MODELS: dict[str, ModelEntry] = {
             "LinearConfig",
             "LinearRegression",
             "multivariate linear regression (temperature, price -> sales)",
+            ModelSpec(
+                contracts.linear_contract,
+                tolerance=Tolerance(1e-3, 1e-4),  # outputs in the hundreds: rtol carries the check
+                data_split=f"{SAMPLES}:table_split",
+            ),
         ),
         ModelEntry(
             "logistic",
@@ -85,6 +127,11 @@ MODELS: dict[str, ModelEntry] = {
             "LogisticConfig",
             "LogisticRegression",
             "logistic regression (temperature -> goes out)",
+            ModelSpec(
+                contracts.logistic_contract,
+                contracts.probability_head,
+                data_split=f"{SAMPLES}:table_split",
+            ),
         ),
         ModelEntry(
             "cnn",
@@ -93,9 +140,22 @@ MODELS: dict[str, ModelEntry] = {
             "CNNConfig",
             "CatDogCNN",
             "the cat/dog CNN: 4 conv blocks 3->16->32->64->128, 1x1 conv, global avg pool",
+            ModelSpec(
+                contracts.cnn_contract, contracts.cnn_head, data_split=f"{SAMPLES}:image_split"
+            ),
         ),
         ModelEntry(
-            "lenet", "classify", "cnn", "LeNetConfig", "LeNet", "LeNet-style digit CNN on 1x28x28"
+            "lenet",
+            "classify",
+            "cnn",
+            "LeNetConfig",
+            "LeNet",
+            "LeNet-style digit CNN on 1x28x28",
+            ModelSpec(
+                contracts.digits_contract,
+                contracts.logits_head,
+                data_split=f"{SAMPLES}:digit_split",
+            ),
         ),
         ModelEntry(
             "rowlstm",
@@ -104,6 +164,11 @@ MODELS: dict[str, ModelEntry] = {
             "RowLSTMConfig",
             "RowLSTM",
             "LSTM(28 -> 100) over the 28 image rows, FC on the last step",
+            ModelSpec(
+                contracts.digits_contract,
+                contracts.logits_head,
+                data_split=f"{SAMPLES}:digit_split",
+            ),
         ),
         ModelEntry(
             "charlm",
@@ -112,6 +177,11 @@ MODELS: dict[str, ModelEntry] = {
             "CharLMConfig",
             "CharLM",
             "character language model: rnn | lstm | gru | scratch-rnn | scratch-lstm cells",
+            ModelSpec(
+                contracts.charlm_contract,
+                data_split=f"{SAMPLES}:text_split",
+                step_graph="edgekit.exporters.step_graph:export_step_graph",
+            ),
         ),
     ]
 }
@@ -122,3 +192,28 @@ def get_model(name: str) -> ModelEntry:
         return MODELS[name]
     except KeyError:
         raise InputError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def contract_of(meta: dict[str, Any]) -> IOContract:
+    """The contract of a zoo model, from its checkpoint metadata."""
+    model, config = meta["model"], meta["config"]
+    if model not in MODELS:
+        raise InputError(f"no I/O contract for model {model!r}")
+    return MODELS[model].spec.contract(config)
+
+
+def head_of(meta: dict[str, Any]) -> str | None:
+    """How a classifier's output becomes probabilities: one sigmoid output, or softmax over logits."""
+    if meta["task"] != "classify":
+        return None
+    contract_of(meta)  # an unknown model is refused as it always was
+    return MODELS[meta["model"]].spec.head_for(meta["config"])
+
+
+def entry_of(model: Any) -> ModelEntry | None:
+    """The entry whose builder built `model` (a zoo nn.Module, or a subclass of one), else None."""
+    for cls in type(model).__mro__:
+        for entry in MODELS.values():
+            if cls.__module__ == f"edgekit.models.{entry.module}" and cls.__name__ == entry.builder:
+                return entry
+    return None

@@ -61,7 +61,8 @@ def _classification_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_tabular(opts: TrainOptions, device: torch.device, show: bool) -> TrainResult:
-    is_linear = opts.model == "linear"
+    entry = get_model(opts.model)
+    is_linear = entry.task == "regress"  # linear regression; logistic regression classifies
     table = tabular.read_csv_table(opts.data) if opts.data else tabular.builtin_table(opts.model)
     if not is_linear and not set(np.unique(table.y)) <= {0.0, 1.0}:
         raise InputError("logistic regression needs a 0/1 target in the last column")
@@ -69,7 +70,6 @@ def train_tabular(opts: TrainOptions, device: torch.device, show: bool) -> Train
     opts = opts.with_defaults(
         epochs=2000 if is_linear else 1000, lr=0.1 if is_linear else 0.5, batch_size=len(table.x)
     )
-    entry = get_model(opts.model)
     std = table.x.std(axis=0)
     config = entry.config_class()(
         in_features=table.x.shape[1],
