@@ -29,7 +29,8 @@ from edgekit.bench.runner import interleaved_medians
 from edgekit.bundle.io import IOContract
 from edgekit.models.charlm import CharLM
 from edgekit.models.registry import entry_of
-from edgekit.parity import compare_outputs, rollout
+from edgekit.parity import compare_outputs
+from edgekit.rollout import rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.onnxruntime import OrtBackend
 
@@ -203,7 +204,8 @@ def check_step_graph(
         diffs = compare_outputs(reference.run(feeds), step.run(feeds), atol, rtol)
         failures += [f"B={batch} {d.name}: max abs {d.max_abs:.3g}" for d in diffs if not d.passed]
     # the export's own rollout check, from a one-token prompt (the step graph takes T = 1 only)
-    result = rollout(reference.run, step.run, np.zeros((1, 1), np.int64), layout, steps, atol, rtol)
+    prompt = np.zeros((1, 1), np.int64)
+    result = rollout(reference.stepper(1), step.stepper(1), atol, rtol, prompt, steps)
     if not result.passed:
         failures.append(
             f"rollout over {steps} steps: {result.error or 'max abs logit diff'} "
