@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.vocab import Vocabulary
 from edgekit.rollout import Rollout
 from edgekit.runtimes.sampling import sample
 
@@ -45,10 +46,11 @@ class StopMatcher:
     all single characters is matched on text instead (a stop string may then span tokens).
     """
 
-    def __init__(self, stops: Sequence[str], vocab: Sequence[str], batch: int) -> None:
-        self.vocab = list(vocab)
-        self.by_chars = all(len(v) == 1 for v in self.vocab)
-        index = {ch: i for i, ch in enumerate(self.vocab)}
+    def __init__(self, stops: Sequence[str], vocab: Vocabulary | Sequence[str], batch: int) -> None:
+        vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary(vocab)
+        self.vocab = vocabulary.tokens
+        self.by_chars = vocabulary.by_chars or not vocabulary  # no tokens: nothing to match
+        index = vocabulary.index
         if self.by_chars:  # a stop with a character outside the vocabulary can never be produced
             seqs = [[index[c] for c in s] for s in stops if all(c in index for c in s)]
             self.window = max((len(s) for s in seqs), default=1)
@@ -118,7 +120,7 @@ class Decoder:
         sampling: Sampling,
         rng: np.random.Generator,
         stops: Sequence[str] = (),
-        vocab: Sequence[str] = (),
+        vocab: Vocabulary | Sequence[str] = (),
     ) -> None:
         self.stepper, self.sampling, self.rng = stepper, sampling, rng
         self.rollout = Rollout(stepper, self._pick)
