@@ -18,37 +18,36 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.parity import ParityReport
 
 
-def _setup(reference: Any, bundle: str | Path, device: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+def _setup(reference: Any, bundle: str | Path, device: str) -> tuple[Any, Any, Any, Manifest]:
     """(plan, torch reference backend, candidate backend, manifest) for `bundle`."""
-    from edgekit.bundle.directory import read_manifest
-    from edgekit.bundle.io import IOContract
+    from edgekit.bundle.directory import Bundle
     from edgekit.exporters.plan import Plan, plan_from_checkpoint
     from edgekit.reference.torch_backend import TorchBackend
     from edgekit.runtimes.loader import backend_for_device
     from edgekit.runtimes.registry import open_backend
 
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    contract = IOContract.from_manifest(manifest)
+    manifest = Bundle.read(bundle).manifest
+    contract = manifest.contract
     if isinstance(reference, (str, Path)):
         plan = plan_from_checkpoint(reference)
     else:
         from edgekit.exporters.module_io import FlatIO, input_tree
 
-        module = FlatIO(reference.eval(), input_tree(manifest, contract))
+        # input_tree (exporters.module_io) still reads a document: hand it the one key it reads
+        module = FlatIO(reference.eval(), input_tree({"input_tree": manifest.input_tree}, contract))
         plan = Plan(module, contract, {}, [], "")
     candidate = open_backend(backend_for_device(device), bundle, manifest)
     return plan, TorchBackend(plan.module, contract), candidate, manifest
 
 
-def _tolerance(
-    manifest: dict[str, Any], atol: float | None, rtol: float | None
-) -> tuple[float, float]:
-    tol = manifest["tolerance"]
-    return (tol["atol"] if atol is None else atol), (tol["rtol"] if rtol is None else rtol)
+def _tolerance(manifest: Manifest, atol: float | None, rtol: float | None) -> tuple[float, float]:
+    tol = manifest.tolerance
+    return (tol.atol if atol is None else atol), (tol.rtol if rtol is None else rtol)
 
 
 def assert_parity(
@@ -84,8 +83,8 @@ def assert_rollout(
 ) -> ParityReport:
     """A greedy rollout of `steps` tokens, judged as export judges it (state drift relative to each
     state's size, no greedy choice that differs where torch's choice was clear)."""
+    from edgekit.bundle.layout import Layout
     from edgekit.parity import rollout
-    from edgekit.runtimes.layout import Layout
 
     _, ref, candidate, manifest = _setup(reference, bundle, device)
     atol, rtol = _tolerance(manifest, atol, rtol)

@@ -14,14 +14,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.manifest import Manifest
+from edgekit.errors import InputError
 from edgekit.runtimes import registry
 
 
-def unavailable_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:
+def _checkpoint(manifest: Manifest | None) -> str | None:
+    source = None if manifest is None else manifest.source
+    return None if source is None else source.checkpoint
+
+
+def unavailable_reason(
+    device: str, bundle: Path, manifest: Manifest | Mapping[str, Any] | None
+) -> str | None:
     """Why the torch reference cannot run this bundle here, or None if it can."""
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install 'edgekit-ml[train]')"
-    ckpt = manifest.get("source", {}).get("checkpoint")
+    ckpt = _checkpoint(None if manifest is None else Manifest.of(manifest))
     if not ckpt or not Path(ckpt).is_dir():
         return f"the source checkpoint is not available ({ckpt})"
     if device == "cuda":
@@ -32,15 +41,22 @@ def unavailable_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -
     return None
 
 
-def _open(device: str, graph: bool, bundle: Path, manifest: Mapping[str, Any], options: Any) -> Any:
+def _open(
+    device: str, graph: bool, bundle: Path, manifest: Manifest | Mapping[str, Any], options: Any
+) -> Any:
     from edgekit.reference.torch_backend import TorchBackend
 
-    checkpoint = manifest["source"]["checkpoint"]
+    checkpoint = _checkpoint(Manifest.of(manifest))
+    if checkpoint is None:  # as unavailable_reason says
+        raise InputError(f"the source checkpoint is not available ({checkpoint})")
     return TorchBackend.from_checkpoint(checkpoint, device, threads=options.threads, graph=graph)
 
 
-def _weights_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
-    weights = Path(manifest["source"]["checkpoint"]) / "weights.safetensors"
+def _weights_bytes(bundle: Path, manifest: Manifest | Mapping[str, Any]) -> int:
+    checkpoint = _checkpoint(Manifest.of(manifest))
+    if checkpoint is None:
+        return 0
+    weights = Path(checkpoint) / "weights.safetensors"
     return weights.stat().st_size if weights.exists() else 0
 
 

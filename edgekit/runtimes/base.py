@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.layout import Layout
 from edgekit.errors import InputError
-from edgekit.runtimes.layout import Layout
 
 
 class Backend:
@@ -28,7 +28,7 @@ class Backend:
     @cached_property
     def layout(self) -> Layout:
         """Where batch and time sit in a recurrent bundle's tensors (an error for other bundles)."""
-        return Layout.of(self.contract)
+        return self.contract.layout()
 
     def run(self, feeds: Mapping[str, np.ndarray], check: bool = True) -> dict[str, np.ndarray]:
         """Run the graph on numpy feeds. `check=False` skips validation (hot loops that built the

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.golden import SelfCheck
+from edgekit.runtimes.golden import SelfCheck, task_manifest
 from edgekit.runtimes.text_input import TextInput
 
 
@@ -23,13 +24,15 @@ class Prediction:
 
 
 class _Task(SelfCheck):
-    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
+    task = "generic"
+
+    def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = manifest
+        self.manifest = manifest = task_manifest(manifest, backend, self.task)
         self.input = backend.contract.inputs[0]
         self.output = backend.contract.outputs[0].name
         integer = any(np.issubdtype(np.dtype(t.dtype), np.integer) for t in backend.contract.inputs)
-        self.text = TextInput(backend.contract, manifest.get("vocab")) if integer else None
+        self.text = TextInput(backend.contract, manifest.vocab) if integer else None
 
     @property
     def device(self) -> str:
@@ -41,7 +44,7 @@ class _Task(SelfCheck):
         if isinstance(x, np.ndarray) and x.dtype != np.uint8:
             arr = x.astype(np.float32, copy=False)
             return arr[None] if arr.ndim == rank - 1 else arr
-        spec = self.manifest.get("preprocess")
+        spec = self.manifest.preprocess
         if spec is None:  # tabular rows
             try:
                 arr = np.asarray(x, dtype=np.float32)
@@ -59,7 +62,7 @@ class _Task(SelfCheck):
         if len(items) == 0:
             raise InputError("no images given")
         try:
-            return preprocess_images(items, spec)
+            return preprocess_images(items, dict(spec))
         except (
             Exception
         ) as exc:  # any decoder failure (corrupt file, decompression bomb): bad input
@@ -79,17 +82,17 @@ class Classifier(_Task):
 
     @property
     def labels(self) -> list[str]:
-        labels = self.manifest.get("labels")
+        labels = self.manifest.labels
         return list(labels) if labels else [str(i) for i in range(self._classes())]
 
     def _classes(self) -> int:
         last = self.backend.contract.outputs[0].shape[-1]
-        return 2 if self.manifest.get("head") == "probability" else int(last)
+        return 2 if self.manifest.head == "probability" else int(last)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """(N, C) class probabilities."""
         out = self.raw(x).astype(np.float64)
-        if self.manifest.get("head") == "probability":  # one sigmoid output: P(class 1)
+        if self.manifest.head == "probability":  # one sigmoid output: P(class 1)
             p1 = out[:, 0]
             return np.stack([1 - p1, p1], axis=1)
         z = out - out.max(axis=1, keepdims=True)

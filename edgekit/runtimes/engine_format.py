@@ -7,11 +7,13 @@ The builder (exporters/tensorrt.py) writes engines and their records; the native
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, overload
 
 import numpy as np
 
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Engine, Manifest
 from edgekit.errors import InputError
 
 
@@ -29,32 +31,51 @@ def plan_buffers(contract: IOContract, max_batch: int, max_seq: int) -> dict[str
     }
 
 
+def as_engine(record: Engine | Mapping[str, Any]) -> Engine:
+    """An engine record as an Engine (callers may still hold the record as written to JSON)."""
+    return record if isinstance(record, Engine) else Engine.from_json(record)
+
+
+def engines_of(manifest: Manifest | Mapping[str, Any]) -> tuple[Engine, ...]:
+    """The engines a manifest lists: a Manifest's, or those of a document (tools and tests that
+    hold one, maybe no more than its "engines")."""
+    if isinstance(manifest, Manifest):
+        return manifest.engines
+    return tuple(as_engine(e) for e in manifest.get("engines") or [])
+
+
 def check_engine_compat(
-    record: dict[str, Any], gpu: str, compute_capability: str, trt_version: str
+    record: Engine | Mapping[str, Any], gpu: str, compute_capability: str, trt_version: str
 ) -> None:
     """An engine runs only on the GPU model and TensorRT version it was built with."""
-    if (
-        record["gpu"] != gpu
-        or record["compute_capability"] != compute_capability
-        or (record["tensorrt"] != trt_version)
-    ):
+    engine = as_engine(record)
+    if not engine.fits(gpu, compute_capability, trt_version):
         raise InputError(
-            f"engine {record['file']} was built for {record['gpu']} (sm {record['compute_capability']}) "
-            f"with TensorRT {record['tensorrt']}; this machine has {gpu} (sm {compute_capability}) "
+            f"engine {engine.file} was built for {engine.gpu} (sm {engine.compute_capability}) "
+            f"with TensorRT {engine.tensorrt}; this machine has {gpu} (sm {compute_capability}) "
             f"with TensorRT {trt_version}. Rebuild it here with: edgekit engine BUNDLE"
         )
 
 
-def pick_engine(manifest: dict[str, Any], gpu: str, cc: str, trt_version: str) -> dict[str, Any]:
-    """The engine record built for this GPU and TensorRT version, or an error saying how to rebuild."""
-    engines = manifest.get("engines") or []
+@overload
+def pick_engine(manifest: Manifest, gpu: str, cc: str, trt_version: str) -> Engine: ...
+@overload
+def pick_engine(
+    manifest: Mapping[str, Any], gpu: str, cc: str, trt_version: str
+) -> dict[str, Any]: ...
+def pick_engine(
+    manifest: Manifest | Mapping[str, Any], gpu: str, cc: str, trt_version: str
+) -> Engine | dict[str, Any]:
+    """The engine built for this GPU and TensorRT version, or an error saying how to rebuild.
+    Given a manifest document rather than a Manifest, the record comes back as a document too."""
+    engines = engines_of(manifest)
     if not engines:
         raise InputError("the bundle has no TensorRT engine; build one with: edgekit engine BUNDLE")
     errors = []
-    for record in engines:
+    for engine in engines:
         try:
-            check_engine_compat(record, gpu, cc, trt_version)
-            return dict(record)
+            check_engine_compat(engine, gpu, cc, trt_version)
+            return engine if isinstance(manifest, Manifest) else engine.to_json()
         except InputError as exc:
             errors.append(str(exc))
     raise InputError(
@@ -62,9 +83,10 @@ def pick_engine(manifest: dict[str, Any], gpu: str, cc: str, trt_version: str) -
     )
 
 
-def engine_tolerance(record: dict[str, Any], atol: float, rtol: float) -> tuple[float, float]:
+def engine_tolerance(
+    record: Engine | Mapping[str, Any], atol: float, rtol: float
+) -> tuple[float, float]:
     """FP16 engines keep ~3 significant digits; FP32 engines may use TF32 matmuls on Ampere and later
     (10-bit mantissa), so both get looser bounds than the fp32 ONNX graph."""
-    return (
-        (max(atol, 1e-2), max(rtol, 1e-2)) if record["fp16"] else (max(atol, 1e-3), max(rtol, 1e-2))
-    )
+    fp16 = record.fp16 if isinstance(record, Engine) else bool(record["fp16"])
+    return (max(atol, 1e-2), max(rtol, 1e-2)) if fp16 else (max(atol, 1e-3), max(rtol, 1e-2))

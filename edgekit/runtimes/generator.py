@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.decode import Decoder, Sampling
-from edgekit.runtimes.golden import SelfCheck
+from edgekit.runtimes.golden import SelfCheck, task_manifest
 from edgekit.runtimes.sampling import check_sampling, check_seed
 
 MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
@@ -99,15 +100,15 @@ class GenerationSession:
 class Generator(SelfCheck):
     task = "generate"
 
-    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = manifest
-        if not manifest.get("vocab"):
+        self.manifest = manifest = task_manifest(manifest, backend, "generate")
+        if not manifest.vocab:
             raise InputError(
                 "this generation bundle has no vocabulary, so text cannot be encoded; export it "
                 "with vocab=[...] (the token of each id), or run it with .backend"
             )
-        self.vocab: list[str] = list(manifest["vocab"])
+        self.vocab: list[str] = list(manifest.vocab)
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
 
     @property

@@ -10,12 +10,14 @@ the final state is compared relative to its own size. The verdict uses the bundl
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.io import IOContract
+from edgekit.bundle.directory import Bundle
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.parity import (
     ParityReport,
@@ -38,39 +40,36 @@ def inputs_digest(feeds: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def replay(bundle: str | Path, manifest: dict[str, Any], backend: Backend) -> ParityReport:
-    record = manifest.get("golden")
-    if not record:
+def replay(
+    bundle: str | Path, manifest: Manifest | Mapping[str, Any], backend: Backend
+) -> ParityReport:
+    manifest = Manifest.of(manifest)
+    golden = manifest.golden
+    if golden is None:
         raise InputError(
             f"{bundle} has no golden records (it was exported by an older edgekit); re-export it"
         )
-    tol = manifest["tolerance"]
-    atol, rtol = float(tol["atol"]), float(tol["rtol"])
-    contract = IOContract.from_manifest(manifest)
-    try:
-        with np.load(Path(bundle) / record["file"], allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{bundle}: the golden records cannot be read ({exc})") from None
+    atol, rtol = manifest.tolerance.atol, manifest.tolerance.rtol
+    contract = manifest.contract
+    arrays = Bundle(Path(bundle), manifest).golden_arrays()
     report = ParityReport("golden (torch at export)", backend.name, atol, rtol)
     # a reduced-precision variant carries its own per-case bound, measured when it was made
-    case_atol = {str(k): float(v) for k, v in (manifest.get("case_atol") or {}).items()}
-    for case in record["cases"]:
-        key = case["key"]
-        if "seed" in case:
-            feeds = contract.feeds(case["sizes"], np.random.default_rng(case["seed"]))
-            if inputs_digest(feeds) != case["inputs_sha256"]:
+    case_atol = manifest.case_atol
+    for case in golden.cases:
+        if case.seed is not None:
+            feeds = contract.feeds(case.sizes or {}, np.random.default_rng(case.seed))
+            if inputs_digest(feeds) != case.inputs_sha256:
                 raise InputError(
                     "this numpy draws different random inputs than the exporting one did; "
-                    f"golden case {case['case']!r} cannot be replayed"
+                    f"golden case {case.case!r} cannot be replayed"
                 )
         else:
-            feeds = _section(arrays, f"{key}/in/")
-        expected = _section(arrays, f"{key}/out/")
-        bound = case_atol.get(case["case"], atol)
-        result = compare_case(case["case"], feeds, recorded(expected), backend.run, bound, rtol)
+            feeds = _section(arrays, f"{case.key}/in/")
+        expected = _section(arrays, f"{case.key}/out/")
+        bound = float(case_atol.get(case.case, atol))
+        result = compare_case(case.case, feeds, recorded(expected), backend.run, bound, rtol)
         report.cases.append(result)
-    if "rollout" in record:
+    if golden.rollout_steps is not None:
         report.rollout = _replay_rollout(arrays, backend, atol, rtol)
     return report
 
@@ -115,11 +114,32 @@ def _replay_rollout(
     )
 
 
+def task_manifest(
+    manifest: Manifest | Mapping[str, Any], backend: Backend, task: str = "generic"
+) -> Manifest:
+    """A task object's manifest: a Manifest, or a whole document (validated). Code that wraps a
+    backend by hand may give only what a task object reads (vocab, labels, head, preprocess): those
+    few keys, on the backend's contract."""
+    if isinstance(manifest, Manifest) or "graph" in manifest:
+        return Manifest.of(manifest)
+    given = {k: manifest.get(k) for k in ("vocab", "labels", "head", "preprocess")}
+    strings = {k: None if v is None else tuple(str(t) for t in v) for k, v in given.items()}
+    return Manifest(
+        task,
+        "",
+        backend.contract,
+        head=given["head"],
+        labels=strings["labels"],
+        vocab=strings["vocab"],
+        preprocess=given["preprocess"],
+    )
+
+
 class SelfCheck:
     """`check()` for the task objects `edgekit.load` returns: replay the golden records here."""
 
     bundle: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     backend: Backend
 
     def check(self) -> ParityReport:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.directory import Bundle
+from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import PRECISIONS, Manifest, Tolerance, Variant
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.golden import SelfCheck
+from edgekit.runtimes.golden import SelfCheck, task_manifest
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,9 @@ class Model(SelfCheck):
 
     task = "generic"
 
-    def __init__(self, backend: Backend, manifest: dict[str, Any]) -> None:
+    def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = manifest
+        self.manifest = task_manifest(manifest, backend)
 
     def run(self, feeds: Any) -> Any:
         return self.backend.run(feeds)
@@ -55,9 +58,7 @@ def load(
 
     bundle = Path(bundle)
     name = backend_for_device(device, cuda_graph)
-    manifest = with_precision(
-        read_manifest(bundle, verify=True), precision, registry.get(name).device
-    )
+    manifest = Bundle.read(bundle, verify=True).manifest.at(precision, registry.get(name).device)
     optimized = None
     if cache_optimized:  # beside, never inside, the bundle: it may be read-only
         optimized = cache_dir(bundle) / f"model.{device}.optimized.onnx"
@@ -66,51 +67,28 @@ def load(
     if device == "auto":
         log.info("device auto -> %s", backend.device)
     tasks: dict[str, Any] = {"classify": Classifier, "regress": Regressor, "generate": Generator}
-    model = tasks.get(manifest["task"], Model)(backend, manifest)
+    model = tasks.get(manifest.task, Model)(backend, manifest)
     model.bundle = bundle  # check() replays the bundle's golden records
     return model
 
 
-def with_precision(manifest: dict[str, Any], precision: str, device: str = "cpu") -> dict[str, Any]:
-    """The manifest as a backend should see it at `precision`: the variant's graph and tolerances."""
-    variants = {v["precision"]: v for v in manifest.get("variants", [])}
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        precision = auto_precision(variants, device)
-    if precision == "fp32":
-        return manifest
-    if precision not in variants:
-        have = ", ".join(["fp32", *variants])
-        raise InputError(
-            f"this bundle has no {precision} variant (it has: {have}); make one with: "
-            f"edgekit quantize BUNDLE --{precision}"
-        )
-    variant = variants[precision]
-    return {
-        **manifest,
-        "graph": variant["file"],
-        "tolerance": variant["tolerance"],
-        "precision": precision,
-        "optimization": variant.get("optimization", "all"),
-        "case_atol": variant.get("case_atol", {}),
-        # the variant's own one-token graph, if it has one (the fp32 step graph is not its)
-        "step_graph": (
-            {"used": True, "file": variant["step_file"]} if variant.get("step_file") else None
-        ),
-    }
+def with_precision(
+    manifest: Manifest | Mapping[str, Any], precision: str, device: str = "cpu"
+) -> Manifest:
+    """Deprecated: `Manifest.of(manifest).at(precision, device)`, the manifest as a backend should
+    see it at `precision` (the variant's graph and tolerances)."""
+    return Manifest.of(manifest).at(precision, device)
 
 
-PRECISIONS = ("fp32", "int8", "fp16", "auto")
-
-
-def auto_precision(variants: dict[str, dict[str, Any]], device: str) -> str:
-    """int8 on a CPU when it measured faster there at quantize time; fp16 on a GPU; else fp32."""
-    if device == "cpu":
-        int8 = variants.get("int8")
-        faster = int8 is not None and int8.get("gates", {}).get("speed", {}).get("ratio", 1.0) < 1.0
-        return "int8" if faster else "fp32"
-    return "fp16" if "fp16" in variants else "fp32"
+def auto_precision(variants: Mapping[str, Variant | Mapping[str, Any]], device: str) -> str:
+    """Deprecated: `Manifest.auto_precision`. int8 on a CPU when it measured faster there at
+    quantize time; fp16 on a GPU; else fp32. `variants`: precision -> Variant (or its record,
+    of which only the gates are read)."""
+    typed = tuple(
+        v if isinstance(v, Variant) else Variant(p, "", Tolerance(), gates=v.get("gates") or {})
+        for p, v in variants.items()
+    )
+    return Manifest("generic", "", IOContract([], []), variants=typed).auto_precision(device)
 
 
 # `device` as users name it -> the registry's backend; `auto` takes the first that can run here.
@@ -120,7 +98,7 @@ AUTO = ("ort-trt", "ort-cuda", "ort-cpu")
 
 def backend_for_device(device: str, cuda_graph: bool = False) -> str:
     if device == "auto":
-        available = (n for n in AUTO if registry.get(n).unavailable(Path("."), {}) is None)
+        available = (n for n in AUTO if registry.get(n).unavailable(Path("."), None) is None)
         name = next(available, "ort-cpu")
     elif device in DEVICES:
         name = DEVICES[device]
@@ -133,4 +111,4 @@ def backend_for_device(device: str, cuda_graph: bool = False) -> str:
     return name
 
 
-__all__ = ["Backend", "Model", "load"]
+__all__ = ["PRECISIONS", "Backend", "Model", "load"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
@@ -238,35 +239,45 @@ class OrtBackend(Backend):
 
 
 def _open(
-    device: str, cuda_graph: bool, bundle: Path, manifest: Mapping[str, Any], options: Any
+    device: str,
+    cuda_graph: bool,
+    bundle: Path,
+    manifest: Manifest | Mapping[str, Any],
+    options: Any,
 ) -> OrtBackend:
+    manifest = Manifest.of(manifest)
     trt_cache = None
     if device == "tensorrt":  # the TensorRT EP keeps its engines between sessions
         trt_cache = options.trt_cache_dir or cache_dir(bundle) / "trt"
         trt_cache.mkdir(parents=True, exist_ok=True)
     return OrtBackend(
-        Path(bundle) / manifest["graph"],
-        IOContract.from_manifest(dict(manifest)),
+        Path(bundle) / manifest.graph,
+        manifest.contract,
         device,
         options.threads,
         options.optimized_model,
         cuda_graph,
         trt_cache,
-        optimization=str(manifest.get("optimization", "all")),
+        optimization=manifest.optimization,
         step_graph=step_graph_of(bundle, manifest) if options.step_graph else None,
     )
 
 
-def step_graph_of(bundle: Path, manifest: Mapping[str, Any], used_only: bool = True) -> Path | None:
+def step_graph_of(
+    bundle: Path, manifest: Manifest | Mapping[str, Any], used_only: bool = True
+) -> Path | None:
     """The bundle's one-token step graph: the one the runtime steps on (export found it faster),
     or with `used_only=False` whichever the bundle has."""
-    record = manifest.get("step_graph") or {}
-    if not record.get("file") or (used_only and not record.get("used")):
-        return None
-    return Path(bundle) / record["file"]
+    manifest = Manifest.of(manifest)
+    if used_only:
+        step = manifest.step_file
+    else:
+        record = manifest.step_graph
+        step = record.file if record is not None and record.file else None
+    return None if step is None else Path(bundle) / step
 
 
-def _provider_reason(device: str, bundle: Path, manifest: Mapping[str, Any]) -> str | None:
+def _provider_reason(device: str, bundle: Path, manifest: Manifest | None) -> str | None:
     return missing_provider(device)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
@@ -204,7 +205,7 @@ class OpenVinoStepper(StepBuffers):
             value[...] = 0
 
 
-def _unavailable(bundle: Path, manifest: Mapping[str, Any]) -> str | None:
+def _unavailable(bundle: Path, manifest: Manifest | None) -> str | None:
     try:
         ov()
     except ImportError as exc:
@@ -212,13 +213,16 @@ def _unavailable(bundle: Path, manifest: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _open(bundle: Path, manifest: Mapping[str, Any], options: registry.OpenOptions) -> Backend:
+def _open(
+    bundle: Path, manifest: Manifest | Mapping[str, Any], options: registry.OpenOptions
+) -> Backend:
     from edgekit.runtimes.onnxruntime import step_graph_of
 
+    manifest = Manifest.of(manifest)
     step = step_graph_of(bundle, manifest, used_only=False) if options.step_graph else None
     return OpenVinoBackend(
-        Path(bundle) / manifest["graph"],
-        IOContract.from_manifest(dict(manifest)),
+        Path(bundle) / manifest.graph,
+        manifest.contract,
         options.threads,
         step_graph=step,
     )

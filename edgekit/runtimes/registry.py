@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
-
-Manifest = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,12 @@ class BackendEntry:
     name: str  # e.g. "ort-cpu", "trt", "torch-cuda-graph"
     device: str  # "cpu" | "cuda": where it computes
     summary: str  # one line for listings
-    unavailable: Callable[[Path, Manifest], str | None]  # why it cannot run here, or None
+    # why it cannot run here, or None (manifest None: on this machine at all, whatever the bundle)
+    unavailable: Callable[[Path, Manifest | None], str | None]
     open: Callable[[Path, Manifest, OpenOptions], Backend]
     model_bytes: Callable[[Path, Manifest], int]  # size of what it loads (graph, engine, weights)
     reference: bool = False  # the torch reference: needs torch and the source checkpoint
-    runs_variants: bool = False  # opens manifest["graph"]: can run a bundle's int8/fp16 variants
+    runs_variants: bool = False  # opens manifest.graph: can run a bundle's int8/fp16 variants
     rank: int = 50  # listing order (the reference first, then CPU, then GPU backends)
 
 
@@ -49,9 +49,9 @@ _BUILTIN = (
 _loaded = False
 
 
-def graph_bytes(bundle: Path, manifest: Manifest) -> int:
+def graph_bytes(bundle: Path, manifest: Manifest | Mapping[str, Any]) -> int:
     """`model_bytes` of a backend that loads the manifest's ONNX graph."""
-    return int((Path(bundle) / manifest["graph"]).stat().st_size)
+    return int((Path(bundle) / Manifest.of(manifest).graph).stat().st_size)
 
 
 def register(entry: BackendEntry) -> None:
@@ -93,10 +93,14 @@ def parse(text: str | None) -> list[str]:
 
 
 def open_backend(
-    name: str, bundle: Path, manifest: Manifest, options: OpenOptions | None = None
+    name: str,
+    bundle: Path,
+    manifest: Manifest | Mapping[str, Any],
+    options: OpenOptions | None = None,
 ) -> Backend:
     """Open `bundle` on backend `name`; a backend that cannot run here is an error saying why."""
     entry = get(name)
+    manifest = Manifest.of(manifest)
     reason = entry.unavailable(bundle, manifest)
     if reason is not None:
         raise InputError(f"backend {name} cannot run here: {reason}")

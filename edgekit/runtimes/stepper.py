@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.layout import Layout
 from edgekit.errors import InputError
-from edgekit.runtimes.layout import Layout
 
 
 def _ort() -> Any:

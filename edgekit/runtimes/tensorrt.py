@@ -17,18 +17,20 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Engine, Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.engine_format import pick_engine, plan_buffers
+from edgekit.runtimes.engine_format import as_engine, engines_of, pick_engine, plan_buffers
 from edgekit.runtimes.stepper import check_prefill, checked_state
 
 
-def unavailable_reason(bundle: Path, manifest: dict[str, Any]) -> str | None:
-    """Why the native TensorRT backend cannot run this bundle here, or None if it can."""
+def unavailable_reason(bundle: Path, manifest: Manifest | Mapping[str, Any] | None) -> str | None:
+    """Why the native TensorRT backend cannot run this bundle here (None as the manifest: any
+    bundle), or None if it can."""
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (pip install 'edgekit-ml[gpu]' on an NVIDIA machine)"
-    if not manifest.get("engines"):
+    if manifest is not None and not engines_of(manifest):
         return f"the bundle has no TensorRT engine; build one with: edgekit engine {bundle}"
     return None
 
@@ -37,10 +39,12 @@ class TrtBackend(Backend):
     name = "trt"
     device = "cuda"
 
-    def __init__(self, engine_path: Path, contract: IOContract, record: dict[str, Any]) -> None:
+    def __init__(
+        self, engine_path: Path, contract: IOContract, record: Engine | Mapping[str, Any]
+    ) -> None:
         super().__init__(contract)
         self.trt = require("tensorrt", "the TensorRT backend")
-        self.record = record
+        self.record = engine = as_engine(record)
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
         self.engine = self.trt.Runtime(self.logger).deserialize_cuda_engine(
             engine_path.read_bytes()
@@ -51,18 +55,19 @@ class TrtBackend(Backend):
             )
         self.context = self.engine.create_execution_context()
         self.stream = cuda.new_stream()
-        self.max_batch, self.max_seq = int(record["max_batch"]), int(record["max_seq"])
+        self.max_batch, self.max_seq = engine.max_batch, engine.max_seq
         plan = plan_buffers(contract, self.max_batch, self.max_seq)
         self.buffers = {name: cuda.DeviceBuffer(nbytes) for name, nbytes in plan.items()}
         for name, buf in self.buffers.items():
             self.context.set_tensor_address(name, buf.ptr)
 
     @classmethod
-    def from_bundle(cls, bundle: Path, manifest: dict[str, Any]) -> TrtBackend:
+    def from_bundle(cls, bundle: Path, manifest: Manifest | Mapping[str, Any]) -> TrtBackend:
+        manifest = Manifest.of(manifest)
         trt = require("tensorrt", "the TensorRT backend")
         gpu, cc = cuda.gpu_info()
-        record = pick_engine(manifest, gpu, cc, trt.__version__)
-        return cls(Path(bundle) / record["file"], IOContract.from_manifest(manifest), record)
+        engine = pick_engine(manifest, gpu, cc, trt.__version__)
+        return cls(Path(bundle) / engine.file, manifest.contract, engine)
 
     def _check_limits(self, feeds: Mapping[str, np.ndarray]) -> None:
         limits = {
@@ -193,12 +198,12 @@ class TrtStepper:
         cuda.synchronize(self.stream)
 
 
-def _open(bundle: Path, manifest: Mapping[str, Any], options: Any) -> TrtBackend:
-    return TrtBackend.from_bundle(bundle, dict(manifest))
+def _open(bundle: Path, manifest: Manifest | Mapping[str, Any], options: Any) -> TrtBackend:
+    return TrtBackend.from_bundle(bundle, manifest)
 
 
-def _engine_bytes(bundle: Path, manifest: Mapping[str, Any]) -> int:
-    return sum((Path(bundle) / e["file"]).stat().st_size for e in manifest.get("engines", []))
+def _engine_bytes(bundle: Path, manifest: Manifest | Mapping[str, Any]) -> int:
+    return sum((Path(bundle) / e.file).stat().st_size for e in Manifest.of(manifest).engines)
 
 
 registry.register(
@@ -206,7 +211,7 @@ registry.register(
         name="trt",
         device="cuda",
         summary="a native TensorRT engine built into the bundle (edgekit engine)",
-        unavailable=lambda bundle, manifest: unavailable_reason(bundle, dict(manifest)),
+        unavailable=unavailable_reason,
         open=_open,
         model_bytes=_engine_bytes,
         rank=40,
