@@ -11,8 +11,8 @@ from edgekit.bundle import Bundle, Engine, Manifest
 from edgekit.bundle.directory import read_manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import registry
-from edgekit.runtimes.engine_format import engine_tolerance, engines_of, pick_engine
-from edgekit.runtimes.golden import replay, task_manifest
+from edgekit.runtimes.engine_format import engine_tolerance, pick_engine
+from edgekit.runtimes.golden import replay
 from edgekit.runtimes.loader import auto_precision, with_precision
 from edgekit.runtimes.onnxruntime import step_graph_of
 from edgekit.runtimes.tensorrt import unavailable_reason
@@ -86,7 +86,7 @@ def test_golden_replay_takes_a_manifest_or_its_document(tiny_bundles: dict[str, 
 
 def test_engines_are_typed_and_records_still_accepted() -> None:
     engine = Engine.from_json(RECORD)
-    assert engines_of({"engines": [RECORD]}) == (engine,)
+    assert Manifest.engines_of({"engines": [RECORD]}) == (engine,)
     assert pick_engine({"engines": [RECORD]}, engine.gpu, "9.0", "10.13.0")["file"] == engine.file
     assert engine_tolerance(engine, 1e-4, 1e-3) == engine_tolerance(RECORD, 1e-4, 1e-3)
     assert unavailable_reason(Path("."), None) in (None, unavailable_reason(Path("."), {}))
@@ -106,6 +106,6 @@ def test_task_objects_built_by_hand_take_the_keys_they_read(
     backend = registry.open_backend(
         "ort-cpu", tiny_bundles["charlm"], read_manifest(tiny_bundles["charlm"])
     )
-    manifest = task_manifest({"vocab": ["a", "b"]}, backend, "generate")
+    manifest = Manifest.for_task("generate", backend.contract, {"vocab": ["a", "b"]})
     assert manifest.vocab == ("a", "b") and manifest.contract is backend.contract
     assert manifest.task == "generate" and manifest.labels is None

@@ -20,6 +20,7 @@ from edgekit.errors import InputError
 
 if TYPE_CHECKING:
     from edgekit.bundle.layout import Layout
+    from edgekit.bundle.manifest import Manifest
 
 Dim = int | str
 BATCH, TIME = "batch", "time"  # the two roles an axis can have
@@ -236,7 +237,11 @@ class IOContract:
         }
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> IOContract:
+    def from_manifest(cls, manifest: Mapping[str, Any] | Manifest) -> IOContract:
+        """The contract a manifest document describes (a typed Manifest: its own contract)."""
+        if not isinstance(manifest, Mapping):
+            return manifest.contract
+
         def spec(d: Mapping[str, Any]) -> TensorSpec:
             rng = tuple(d["range"]) if d.get("range") is not None else None
             return TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), rng)

@@ -136,6 +136,39 @@ class Manifest:
         """A manifest, or its JSON document (validated), as a Manifest: for public functions."""
         return value if isinstance(value, Manifest) else cls.from_json(value)
 
+    @classmethod
+    def for_task(
+        cls, task: str, contract: IOContract, given: Manifest | Mapping[str, Any]
+    ) -> Manifest:
+        """A task object's manifest: a Manifest, or a whole document (validated). Code that wraps
+        a backend by hand may give only what a task object reads (vocab, labels, head,
+        preprocess): those keys, on the backend's contract."""
+        if isinstance(given, Manifest) or "graph" in given:
+            return cls.of(given)
+        return cls(
+            task,
+            "",
+            contract,
+            head=given.get("head"),
+            labels=_strings(given.get("labels")),
+            vocab=_strings(given.get("vocab")),
+            preprocess=given.get("preprocess"),
+        )
+
+    @staticmethod
+    def engines_of(value: Manifest | Mapping[str, Any]) -> tuple[Engine, ...]:
+        """The engines of a manifest, or of a document (maybe no more than its "engines")."""
+        if isinstance(value, Manifest):
+            return value.engines
+        return tuple(Engine.of(e) for e in value.get("engines") or [])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Item access with a default, for callers written against the dict."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
     def __getitem__(self, key: str) -> Any:
         """The manifest read as its JSON document, for callers written against the dict (a view at
         a precision also answers "precision", "optimization" and "case_atol")."""

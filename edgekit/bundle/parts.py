@@ -113,6 +113,15 @@ class Variant:
             doc["step_file"] = self.step_file
         return doc
 
+    @classmethod
+    def of(cls, precision: str, record: Variant | Mapping[str, Any]) -> Variant:
+        """A Variant, or its record (callers may hold no more than its gates)."""
+        if isinstance(record, Variant):
+            return record
+        if "file" in record:
+            return cls.from_json({"precision": precision, **record})
+        return cls(precision, "", Tolerance(), gates=record.get("gates") or {})
+
     @property
     def speed_ratio(self) -> float:
         """Its step or call time over fp32's at quantize time (< 1: faster); 1.0 if unmeasured."""
@@ -146,9 +155,14 @@ class Engine:
              "parity")  # fmt: skip
 
     @classmethod
+    def of(cls, record: Engine | Mapping[str, Any]) -> Engine:
+        """An Engine, or its record as written to JSON (callers may hold part of one)."""
+        return record if isinstance(record, Engine) else cls.from_json(record)
+
+    @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Engine:
         return cls(
-            doc["file"],
+            str(doc.get("file", "")),
             str(doc.get("gpu", "")),
             str(doc.get("compute_capability", "")),
             str(doc.get("tensorrt", "")),

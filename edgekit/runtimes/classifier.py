@@ -12,7 +12,7 @@ import numpy as np
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.golden import SelfCheck, task_manifest
+from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.text_input import TextInput
 
 
@@ -28,7 +28,7 @@ class _Task(SelfCheck):
 
     def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = manifest = task_manifest(manifest, backend, self.task)
+        self.manifest = manifest = Manifest.for_task(self.task, backend.contract, manifest)
         self.input = backend.contract.inputs[0]
         self.output = backend.contract.outputs[0].name
         integer = any(np.issubdtype(np.dtype(t.dtype), np.integer) for t in backend.contract.inputs)

@@ -31,24 +31,11 @@ def plan_buffers(contract: IOContract, max_batch: int, max_seq: int) -> dict[str
     }
 
 
-def as_engine(record: Engine | Mapping[str, Any]) -> Engine:
-    """An engine record as an Engine (callers may still hold the record as written to JSON)."""
-    return record if isinstance(record, Engine) else Engine.from_json(record)
-
-
-def engines_of(manifest: Manifest | Mapping[str, Any]) -> tuple[Engine, ...]:
-    """The engines a manifest lists: a Manifest's, or those of a document (tools and tests that
-    hold one, maybe no more than its "engines")."""
-    if isinstance(manifest, Manifest):
-        return manifest.engines
-    return tuple(as_engine(e) for e in manifest.get("engines") or [])
-
-
 def check_engine_compat(
     record: Engine | Mapping[str, Any], gpu: str, compute_capability: str, trt_version: str
 ) -> None:
     """An engine runs only on the GPU model and TensorRT version it was built with."""
-    engine = as_engine(record)
+    engine = Engine.of(record)
     if not engine.fits(gpu, compute_capability, trt_version):
         raise InputError(
             f"engine {engine.file} was built for {engine.gpu} (sm {engine.compute_capability}) "
@@ -68,7 +55,7 @@ def pick_engine(
 ) -> Engine | dict[str, Any]:
     """The engine built for this GPU and TensorRT version, or an error saying how to rebuild.
     Given a manifest document rather than a Manifest, the record comes back as a document too."""
-    engines = engines_of(manifest)
+    engines = Manifest.engines_of(manifest)
     if not engines:
         raise InputError("the bundle has no TensorRT engine; build one with: edgekit engine BUNDLE")
     errors = []
@@ -88,5 +75,5 @@ def engine_tolerance(
 ) -> tuple[float, float]:
     """FP16 engines keep ~3 significant digits; FP32 engines may use TF32 matmuls on Ampere and later
     (10-bit mantissa), so both get looser bounds than the fp32 ONNX graph."""
-    fp16 = record.fp16 if isinstance(record, Engine) else bool(record["fp16"])
+    fp16 = Engine.of(record).fp16
     return (max(atol, 1e-2), max(rtol, 1e-2)) if fp16 else (max(atol, 1e-3), max(rtol, 1e-2))

@@ -11,7 +11,7 @@ from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.decode import Decoder, Sampling
-from edgekit.runtimes.golden import SelfCheck, task_manifest
+from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.sampling import check_sampling, check_seed
 
 MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
@@ -102,7 +102,7 @@ class Generator(SelfCheck):
 
     def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = manifest = task_manifest(manifest, backend, "generate")
+        self.manifest = manifest = Manifest.for_task("generate", backend.contract, manifest)
         if not manifest.vocab:
             raise InputError(
                 "this generation bundle has no vocabulary, so text cannot be encoded; export it "

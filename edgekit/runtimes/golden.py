@@ -114,27 +114,6 @@ def _replay_rollout(
     )
 
 
-def task_manifest(
-    manifest: Manifest | Mapping[str, Any], backend: Backend, task: str = "generic"
-) -> Manifest:
-    """A task object's manifest: a Manifest, or a whole document (validated). Code that wraps a
-    backend by hand may give only what a task object reads (vocab, labels, head, preprocess): those
-    few keys, on the backend's contract."""
-    if isinstance(manifest, Manifest) or "graph" in manifest:
-        return Manifest.of(manifest)
-    given = {k: manifest.get(k) for k in ("vocab", "labels", "head", "preprocess")}
-    strings = {k: None if v is None else tuple(str(t) for t in v) for k, v in given.items()}
-    return Manifest(
-        task,
-        "",
-        backend.contract,
-        head=given["head"],
-        labels=strings["labels"],
-        vocab=strings["vocab"],
-        preprocess=given["preprocess"],
-    )
-
-
 class SelfCheck:
     """`check()` for the task objects `edgekit.load` returns: replay the golden records here."""
 

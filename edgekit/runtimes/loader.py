@@ -9,12 +9,12 @@ from typing import Any
 
 from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
-from edgekit.bundle.manifest import PRECISIONS, Manifest, Tolerance, Variant
+from edgekit.bundle.manifest import PRECISIONS, Manifest, Variant
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.golden import SelfCheck, task_manifest
+from edgekit.runtimes.golden import SelfCheck
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class Model(SelfCheck):
 
     def __init__(self, backend: Backend, manifest: Manifest | Mapping[str, Any]) -> None:
         self.backend = backend
-        self.manifest = task_manifest(manifest, backend)
+        self.manifest = Manifest.for_task("generic", backend.contract, manifest)
 
     def run(self, feeds: Any) -> Any:
         return self.backend.run(feeds)
@@ -84,10 +84,7 @@ def auto_precision(variants: Mapping[str, Variant | Mapping[str, Any]], device: 
     """Deprecated: `Manifest.auto_precision`. int8 on a CPU when it measured faster there at
     quantize time; fp16 on a GPU; else fp32. `variants`: precision -> Variant (or its record,
     of which only the gates are read)."""
-    typed = tuple(
-        v if isinstance(v, Variant) else Variant(p, "", Tolerance(), gates=v.get("gates") or {})
-        for p, v in variants.items()
-    )
+    typed = tuple(Variant.of(p, v) for p, v in variants.items())
     return Manifest("generic", "", IOContract([], []), variants=typed).auto_precision(device)
 
 

@@ -21,7 +21,7 @@ from edgekit.bundle.manifest import Engine, Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.engine_format import as_engine, engines_of, pick_engine, plan_buffers
+from edgekit.runtimes.engine_format import pick_engine, plan_buffers
 from edgekit.runtimes.stepper import check_prefill, checked_state
 
 
@@ -30,7 +30,7 @@ def unavailable_reason(bundle: Path, manifest: Manifest | Mapping[str, Any] | No
     bundle), or None if it can."""
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (pip install 'edgekit-ml[gpu]' on an NVIDIA machine)"
-    if manifest is not None and not engines_of(manifest):
+    if manifest is not None and not Manifest.engines_of(manifest):
         return f"the bundle has no TensorRT engine; build one with: edgekit engine {bundle}"
     return None
 
@@ -44,7 +44,7 @@ class TrtBackend(Backend):
     ) -> None:
         super().__init__(contract)
         self.trt = require("tensorrt", "the TensorRT backend")
-        self.record = engine = as_engine(record)
+        self.record = engine = Engine.of(record)
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
         self.engine = self.trt.Runtime(self.logger).deserialize_cuda_engine(
             engine_path.read_bytes()
