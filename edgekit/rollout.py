@@ -26,6 +26,7 @@ from edgekit.parity import RolloutResult, clear_choice, error_line, rollout_pass
 class Stepper(Protocol):
     """Steps B streams: write tokens into `next_tokens`, call `step()`, read `next_logits`."""
 
+    batch: int  # B
     next_tokens: np.ndarray  # (B,) int64: the token each stream is fed at the next step
     next_logits: np.ndarray  # (B, V) float32: the scores after the last call (a view)
 

@@ -83,15 +83,13 @@ def assert_rollout(
 ) -> ParityReport:
     """A greedy rollout of `steps` tokens, judged as export judges it (state drift relative to each
     state's size, no greedy choice that differs where torch's choice was clear)."""
-    from edgekit.bundle.layout import Layout
-    from edgekit.parity import rollout
+    from edgekit.rollout import rollout
 
     _, ref, candidate, manifest = _setup(reference, bundle, device)
     atol, rtol = _tolerance(manifest, atol, rtol)
-    layout = Layout.of(ref.contract)
     ids = np.array([prompt or [0]], dtype=np.int64)
     report = ParityReport(ref.name, candidate.name, atol, rtol)
-    report.rollout = rollout(ref.run, candidate.run, ids, layout, steps, atol, rtol)
+    report.rollout = rollout(ref.stepper(1), candidate.stepper(1), atol, rtol, ids, steps)
     if not report.passed:
         raise AssertionError(f"rollout failed for {bundle}:\n{report.table()}")
     return report

@@ -16,6 +16,7 @@ import numpy as np
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.layout import Layout
 from edgekit.errors import InputError
+from edgekit.rollout import Stepper
 
 
 class Backend:
@@ -40,7 +41,7 @@ class Backend:
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError  # abstract: each backend implements the call
 
-    def stepper(self, batch: int) -> Any:
+    def stepper(self, batch: int) -> Stepper:
         """A recurrent stepper for `batch` streams: `tokens`/`next_tokens` in, `step()`,
         `next_logits` (B, V) out, `prefill`, `get_state`/`set_state`/`reset`."""
         from edgekit.runtimes.stepper import HostStepper
@@ -52,7 +53,7 @@ class Backend:
         frozen = dict(feeds)
         return lambda: self._run(frozen)
 
-    def greedy_step(self, streams: int) -> Callable[[], None]:
+    def greedy_step(self, streams: int) -> Callable[[], object]:
         """One greedy generation step of `streams` streams: argmax of the last logits fed back."""
         from edgekit.runtimes.stepper import greedy
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from edgekit.bundle.vocab import Vocabulary
-from edgekit.rollout import Rollout
+from edgekit.rollout import Rollout, Stepper
 from edgekit.runtimes.sampling import sample
 
 NO_HITS: tuple[tuple[int, int], ...] = ()
@@ -116,7 +115,7 @@ class Decoder:
 
     def __init__(
         self,
-        stepper: Any,
+        stepper: Stepper,
         sampling: Sampling,
         rng: np.random.Generator,
         stops: Sequence[str] = (),

@@ -19,17 +19,9 @@ import numpy as np
 from edgekit.bundle.directory import Bundle
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
-from edgekit.parity import (
-    ParityReport,
-    RolloutResult,
-    clear_choice,
-    compare_case,
-    error_line,
-    recorded,
-    rollout_passed,
-)
+from edgekit.parity import ParityReport, compare_case, recorded
+from edgekit.rollout import Trace, rollout
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.stepper import teacher_forced
 
 
 def inputs_digest(feeds: dict[str, np.ndarray]) -> str:
@@ -70,7 +62,8 @@ def replay(
         result = compare_case(case.case, feeds, recorded(expected), backend.run, bound, rtol)
         report.cases.append(result)
     if golden.rollout_steps is not None:
-        report.rollout = _replay_rollout(arrays, backend, atol, rtol)
+        # the path generation takes: prefill, then one-token steps (on the step graph if any)
+        report.rollout = rollout(stored_trace(arrays), backend.stepper(1), atol, rtol)
     return report
 
 
@@ -78,40 +71,11 @@ def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray
     return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def _replay_rollout(
-    arrays: dict[str, np.ndarray], backend: Backend, atol: float, rtol: float
-) -> RolloutResult:
+def stored_trace(arrays: Mapping[str, np.ndarray]) -> Trace:
+    """Torch's greedy rollout at export, as the golden records keep it: the prompt, the tokens it
+    chose, its logits after every call and its final state."""
     prompt, tokens, logits = (arrays[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
-    expected_state = _section(arrays, "rollout/state/")
-    steps = len(tokens)
-    logit_diff, mismatch, decisive = 0.0, None, None
-    logit_scale = float(np.abs(logits).max())
-    drift: list[float] = []
-    # the path generation takes: prefill, then one-token steps (on the step graph where there is one)
-    stepper = backend.stepper(1)
-    forced = teacher_forced(stepper, prompt, tokens)
-    for step in range(steps + 1):
-        try:
-            got = next(forced)
-        except Exception as exc:  # the backend's own failure is the finding
-            error = f"step {step}: {error_line(exc)}"
-            return RolloutResult(steps, drift, float("inf"), mismatch, float("inf"), False, error)
-        want = logits[step]
-        logit_diff = max(logit_diff, float(np.abs(got - want).max()))
-        if int(got.argmax()) != int(want.argmax()):
-            mismatch = step if mismatch is None else mismatch
-            if decisive is None and clear_choice(want, atol, rtol, logit_scale):
-                decisive = step
-    state = stepper.get_state()
-    per_state = {
-        name: [float(np.abs(state[name] - want).max()), float(np.abs(want).max())]
-        for name, want in expected_state.items()
-    }
-    final = max((w for w, _ in per_state.values()), default=0.0)
-    passed = rollout_passed(decisive, per_state, logit_diff, logit_scale, atol, rtol)
-    return RolloutResult(
-        steps, [final], logit_diff, mismatch, final, passed, "", per_state, logit_scale, decisive
-    )
+    return Trace(prompt, tokens, logits, [_section(dict(arrays), "rollout/state/")])
 
 
 class SelfCheck:

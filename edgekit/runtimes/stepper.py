@@ -19,6 +19,7 @@ import numpy as np
 from edgekit._optional import require
 from edgekit.bundle.layout import Layout
 from edgekit.errors import InputError
+from edgekit.rollout import Rollout, Stepper
 
 
 def _ort() -> Any:
@@ -45,14 +46,10 @@ def check_prefill(ids: np.ndarray, batch: int) -> None:
         raise InputError(f"prefill tokens must be ({batch}, T >= 1), got {ids.shape}")
 
 
-def greedy(stepper: Any) -> Callable[[], None]:
-    """One greedy step of every stream: the argmax of the last logits is fed back."""
-
-    def step() -> None:
-        np.argmax(stepper.next_logits, axis=-1, out=stepper.next_tokens)
-        stepper.step()
-
-    return step
+def greedy(stepper: Stepper) -> Callable[[], np.ndarray]:
+    """One greedy step of every stream (the one rollout's advance): the argmax of the last logits
+    is fed back."""
+    return Rollout(stepper).advance
 
 
 def teacher_forced(stepper: Any, prompt: np.ndarray, tokens: np.ndarray) -> Iterator[np.ndarray]:
