@@ -106,10 +106,12 @@ def export(
         path, manifest = bundle_from_checkpoint(
             checkpoint, target, exporter.value, opset, atol, rtol, force, steps
         )
-    written = Manifest.of(manifest)
     if as_json:
-        print_json(manifest if isinstance(manifest, dict) else written.to_json())
+        print_json(manifest.to_json() if isinstance(manifest, Manifest) else manifest)
         return
+    from edgekit.bundle.directory import Bundle
+
+    written = Bundle.read(path, verify=False).manifest  # as written (its files just hashed)
     parity, used = written.parity, written.exporter
     assert parity is not None and used is not None  # export records both
     typer.echo(_report_table(parity.report))
