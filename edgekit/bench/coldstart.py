@@ -13,18 +13,16 @@ import json, sys, time
 from pathlib import Path
 import edgekit.reference
 from edgekit.bench.cases import build_cases
-from edgekit.bundle.io import IOContract
-from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.directory import Bundle
 from edgekit.runtimes import registry
 
 bundle, backend, threads = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 threads = int(threads) if threads != "none" else None
-manifest = read_manifest(bundle, verify=False)
-contract = IOContract.from_manifest(manifest)
+manifest = Bundle.read(bundle, verify=False).manifest
 t0 = time.perf_counter()
 entry = registry.get(backend)
 handle = entry.open(bundle, manifest, registry.OpenOptions(threads=threads))
-case = build_cases(backend, handle, contract, manifest["task"], [1], entry.reference)[0]
+case = build_cases(backend, handle, manifest.contract, manifest.task, [1], entry.reference)[0]
 case.call()
 t1 = time.perf_counter()
 # VmHWM: this process's own peak RSS (ru_maxrss would carry the parent's peak across fork)

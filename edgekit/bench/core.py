@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,12 @@ from edgekit.bench.floors import (
 )
 from edgekit.bench.runner import Budget, run_rounds
 from edgekit.bench.stats import summarize
-from edgekit.bundle.directory import read_manifest
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.parity import error_line
 from edgekit.runtimes import registry
-from edgekit.runtimes.loader import with_precision
 
 
 def run_bench(
@@ -71,8 +71,8 @@ def run_bench(
         raise InputError(f"--batch sizes must be positive integers, got {batches}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
-    manifest = read_manifest(bundle, verify=True)
-    contract = IOContract.from_manifest(manifest)
+    read = Bundle.read(bundle, verify=True)
+    manifest, contract = read.manifest, read.contract
     chosen = backends or registry.names()
     status: dict[str, dict[str, Any]] = {}
     cases = []
@@ -85,10 +85,10 @@ def run_bench(
             continue
         for p in precisions if entry.runs_variants else ["fp32"]:  # torch, engines: fp32 only
             label = name if p == "fp32" else f"{name} {p}"
-            seen = with_precision(manifest, p, entry.device)
+            seen = manifest.at(p, entry.device)
             try:
                 handle = entry.open(bundle, seen, registry.OpenOptions(threads=threads))
-                task = manifest["task"]
+                task = manifest.task
                 cases += build_cases(label, handle, contract, task, batches, entry.reference)
             except Exception as exc:  # a backend that breaks is reported, never crashes the run
                 status[label] = {"status": "failed", "reason": error_line(exc)}
@@ -102,7 +102,7 @@ def run_bench(
             }
     for name, build in (peers or {}).items():
         try:
-            cases += build(bundle / manifest["graph"], contract, batches)
+            cases += build(read.graph, contract, batches)
             status[name] = {
                 "status": "ok",
                 "threads": threads,
@@ -110,7 +110,7 @@ def run_bench(
             }
         except Exception as exc:  # a peer that breaks is reported, never crashes the run
             status[name] = {"status": "failed", "reason": error_line(exc)}
-    if manifest["task"] == "generate" and floors and cases:
+    if manifest.task == "generate" and floors and cases:
         try:
             cases += floor_cases(floor_graph(bundle, manifest), batches)
             status[FLOOR] = {
@@ -156,8 +156,8 @@ def run_bench(
         "schema_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bundle": str(bundle.resolve()),
-        "task": manifest["task"],
-        "model": manifest["model"],
+        "task": manifest.task,
+        "model": {"name": manifest.model, "config": manifest.model_config},
         "machine": machine,
         "versions": _versions(),
         "settings": {
@@ -182,16 +182,15 @@ def run_bench(
     }
 
 
-def floor_graph(bundle: Path, manifest: dict[str, Any]) -> Path:
+def floor_graph(bundle: Path, manifest: Manifest | Mapping[str, Any]) -> Path:
     """The graph whose weights set a step's floor: the one-token step graph where the bundle has
     one (its token table is a lookup, not a product), else the sequence graph."""
-    from edgekit.runtimes.onnxruntime import step_graph_of
+    read = Bundle(Path(bundle), Manifest.of(manifest))
+    return read.any_step_graph or read.graph
 
-    return step_graph_of(bundle, manifest, used_only=False) or bundle / manifest["graph"]
 
-
-def _precisions(manifest: dict[str, Any], precision: str) -> list[str]:
-    have = ["fp32", *(v["precision"] for v in manifest.get("variants", []))]
+def _precisions(manifest: Manifest, precision: str) -> list[str]:
+    have = manifest.precisions
     if precision == "all":
         return have
     asked = [p.strip() for p in precision.split(",") if p.strip()]
@@ -204,12 +203,12 @@ def _precisions(manifest: dict[str, Any], precision: str) -> list[str]:
     return asked
 
 
-def quality_delta(manifest: dict[str, Any], precision: str) -> str:
+def quality_delta(manifest: Manifest | Mapping[str, Any], precision: str) -> str:
     """A variant's task-quality change against fp32, as measured by edgekit quantize."""
-    variant = next((v for v in manifest.get("variants", []) if v["precision"] == precision), None)
+    variant = Manifest.of(manifest).variant(precision)
     if variant is None:
         return ""
-    g = variant.get("gates", {})
+    g = variant.gates  # the gate measurements, as quantize recorded them
     if "accuracy_delta" in g:
         return f"accuracy {g['accuracy_delta']:+.2%}"
     if "perplexity_delta" in g:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgekit.bundle.manifest import Engine, Manifest
 from edgekit.cli.app import (
     DeviceOption,
     PrecisionOption,
@@ -105,14 +107,17 @@ def export(
             checkpoint, target, exporter.value, opset, atol, rtol, force, steps
         )
     if as_json:
-        print_json(manifest)
+        print_json(manifest.to_json() if isinstance(manifest, Manifest) else manifest)
         return
-    from edgekit.parity import ParityReport
+    from edgekit.bundle.directory import Bundle
 
-    typer.echo(_report_table(manifest["parity"], ParityReport))
-    if manifest["parity"].get("real_data_note"):
-        typer.echo(f"note: {manifest['parity']['real_data_note']}")
-    typer.echo(f"exporter: {manifest['exporter']['name']} (opset {manifest['exporter']['opset']})")
+    written = Bundle.read(path, verify=False).manifest  # as written (its files just hashed)
+    parity, used = written.parity, written.exporter
+    assert parity is not None and used is not None  # export records both
+    typer.echo(_report_table(parity.report))
+    if parity.real_data_note:
+        typer.echo(f"note: {parity.real_data_note}")
+    typer.echo(f"exporter: {used.name} (opset {used.opset})")
     typer.echo(f"bundle: {path}")
     if tensorrt:
         _build_engine(path, fp16, max_batch, max_seq, force=True)
@@ -122,9 +127,10 @@ def _build_engine(bundle: Path, fp16: bool, max_batch: int, max_seq: int, force:
     from edgekit.exporters.tensorrt import build_engine_into_bundle
 
     record = build_engine_into_bundle(bundle, fp16, max_batch, max_seq, force)
+    e = record if isinstance(record, Engine) else Engine.from_json(record)
     typer.echo(
-        f"engine: {bundle / record['file']} ({record['gpu']}, sm {record['compute_capability']}, "
-        f"TensorRT {record['tensorrt']}, max abs diff vs ORT {record['parity']['max_abs']:.3g})"
+        f"engine: {bundle / e.file} ({e.gpu}, sm {e.compute_capability}, "
+        f"TensorRT {e.tensorrt}, max abs diff vs ORT {e.parity['max_abs']:.3g})"
     )
 
 
@@ -139,9 +145,9 @@ def engine(
 ) -> None:
     """Build a TensorRT engine for this machine's GPU into a bundle (needs edgekit-ml[gpu])."""
     from edgekit._optional import require
-    from edgekit.bundle.directory import read_manifest
+    from edgekit.bundle.directory import Bundle
 
-    read_manifest(bundle)  # a bad bundle fails before TensorRT is looked for
+    Bundle.read(bundle)  # a bad bundle fails before TensorRT is looked for
     from edgekit.runtimes.cuda import cudart
 
     require("tensorrt", "edgekit engine")
@@ -149,16 +155,17 @@ def engine(
     _build_engine(bundle, fp16, max_batch, max_seq, force)
 
 
-def _report_table(parity: dict[str, Any], report_cls: Any) -> str:
-    from edgekit.parity import CaseResult, OutputDiff, RolloutResult
+def _report_table(report: Mapping[str, Any]) -> str:
+    """The parity table of a report as `ParityReport.to_dict` recorded it in the manifest."""
+    from edgekit.parity import CaseResult, OutputDiff, ParityReport, RolloutResult
 
-    report = report_cls(parity["reference"], parity["candidate"], parity["atol"], parity["rtol"])
-    for c in parity["cases"]:
+    table = ParityReport(report["reference"], report["candidate"], report["atol"], report["rtol"])
+    for c in report["cases"]:
         outs = [OutputDiff(**o) for o in c["outputs"]]
-        report.cases.append(CaseResult(c["case"], outs, c["error"]))
-    if parity.get("rollout"):
-        report.rollout = RolloutResult(**parity["rollout"])
-    return report.table()
+        table.cases.append(CaseResult(c["case"], outs, c["error"]))
+    if report.get("rollout"):
+        table.rollout = RolloutResult(**report["rollout"])
+    return table.table()
 
 
 @app.command()
@@ -216,11 +223,12 @@ def check(
     if backend is None:
         report = load_bundle(bundle, device, precision).check()
     else:
-        from edgekit.bundle.directory import read_manifest
+        from edgekit.bundle.directory import Bundle
         from edgekit.runtimes import registry
         from edgekit.runtimes.golden import replay
-        from edgekit.runtimes.loader import with_precision
 
-        manifest = with_precision(read_manifest(bundle), precision, registry.get(backend).device)
-        report = replay(bundle, manifest, registry.open_backend(backend, bundle, manifest))
+        seen = Bundle.read(bundle).at(precision, registry.get(backend).device)
+        report = replay(
+            bundle, seen.manifest, registry.open_backend(backend, bundle, seen.manifest)
+        )
     _print_verdict("check", bundle, report, as_json)

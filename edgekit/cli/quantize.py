@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgekit.bundle.manifest import Variant
 from edgekit.cli.app import app, fail, print_json, user_errors
 
 
@@ -68,28 +70,27 @@ def quantize(
     typer.echo(summary(bundle, record))
 
 
-def summary(bundle: Path, record: dict[str, Any]) -> str:
+def summary(bundle: Path, record: Variant | Mapping[str, Any]) -> str:
     """The variant in a few lines: recipe, what stayed in float, size, gates and speed."""
-    g, speed = record["gates"], record["gates"]["speed"]
+    v = record if isinstance(record, Variant) else Variant.from_json(record)
+    # the gate measurements and quantize's notes (recipe, sizes, what stayed in float) are the
+    # record's free-form parts: read by key here, and only here
+    g, speed, notes = v.gates, v.gates["speed"], v.details
     lines = [
-        f"{record['precision']} variant: {bundle / record['file']} "
-        f"(adds {record['bytes_ratio']:.2f}x the fp32 file; {record['recipe']['why']})",
-        f"left in float: {', '.join(record['float_ops']) or 'nothing'}"
-        + (f" ({record['float_weight_share']:.0%} of the weights)" if record["float_ops"] else "")
-        + (
-            " in the sequence graph (prompts)"
-            if record["float_ops"] and record.get("step_file")
-            else ""
-        ),
+        f"{v.precision} variant: {bundle / v.file} "
+        f"(adds {notes['bytes_ratio']:.2f}x the fp32 file; {notes['recipe']['why']})",
+        f"left in float: {', '.join(notes['float_ops']) or 'nothing'}"
+        + (f" ({notes['float_weight_share']:.0%} of the weights)" if notes["float_ops"] else "")
+        + (" in the sequence graph (prompts)" if notes["float_ops"] and v.step_file else ""),
         f"held out: {g.get('held_out', 'none')}",
     ]
-    if record.get("prompts"):
-        lines.insert(2, f"prompts: {record['prompts']}")
-    if record.get("step_file"):
+    if notes.get("prompts"):
+        lines.insert(2, f"prompts: {notes['prompts']}")
+    if v.step_file:
         lines.insert(
             2,
-            f"steps: {record['step_file']}, the one-token graph with every matrix product "
-            f"{record['precision']} ({record['step_bytes_ratio']:.2f}x its fp32 file)",
+            f"steps: {v.step_file}, the one-token graph with every matrix product "
+            f"{v.precision} ({notes['step_bytes_ratio']:.2f}x its fp32 file)",
         )
     if "accuracy_delta" in g:
         lines.append(
@@ -120,7 +121,7 @@ def summary(bundle: Path, record: dict[str, Any]) -> str:
         )
     lines.append(
         f"speed at batch 1, 1 thread: {speed['variant_us']:.0f} us vs fp32 {speed['fp32_us']:.0f} us "
-        f"({speed['ratio']:.2f}x)" + _speed_note(record["precision"], speed["ratio"])
+        f"({speed['ratio']:.2f}x)" + _speed_note(v.precision, speed["ratio"])
     )
     lines.append(
         "gates: PASS"

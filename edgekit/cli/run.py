@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.cli.app import (
     DeviceOption,
     PrecisionOption,
@@ -47,7 +48,7 @@ def classify(
     if text is not None or getattr(model, "text", None) is not None:
         _classify_text(model, bundle, text, images, top_k, as_json)
         return
-    if not model.manifest.get("preprocess"):
+    if not Manifest.of(model.manifest).preprocess:
         fail(
             f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
             "image classifier",
@@ -130,7 +131,7 @@ def predict(
     import numpy as np
 
     model = load_bundle(bundle, device, precision)
-    if model.task not in ("regress", "classify") or model.manifest.get("preprocess"):
+    if model.task not in ("regress", "classify") or Manifest.of(model.manifest).preprocess:
         fail(f"{bundle} is not a tabular bundle; predict takes feature rows", 2)
     width = model.backend.contract.inputs[0].shape[1]
     data = _read_rows(rows or [], csv, width)
@@ -197,15 +198,17 @@ def generate(
     precision: PrecisionOption = "fp32",
 ) -> None:
     """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
+    from edgekit.runtimes.decode import Sampling
+    from edgekit.serve.generate import GenerateRequest
 
     model = load_bundle(bundle, device, precision)
     if model.task != "generate":
         fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
-    args = (prompt, max_new_tokens, temperature, top_k, top_p, seed)
+    request = GenerateRequest(prompt, max_new_tokens, Sampling(temperature, top_k, top_p), seed)
     if stream:
         typer.echo(prompt, nl=False)
-        for ch in model.stream(*args):
+        for ch in model.stream(prompt, **request.keywords()):
             typer.echo(ch, nl=False)
         typer.echo()
     else:
-        typer.echo(prompt + model.generate(*args))
+        typer.echo(prompt + model.generate(prompt, **request.keywords()))

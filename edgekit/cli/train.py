@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from edgekit.bundle.manifest import SCHEMA_VERSION, Variant
 from edgekit.cli.app import app, fail, print_json, user_errors
 
 
@@ -93,49 +94,52 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
 ) -> None:
     """Show a checkpoint's metadata or a bundle's manifest (verifying their hashes)."""
-    from edgekit.bundle.directory import MANIFEST, read_manifest
+    from edgekit.bundle.directory import MANIFEST, Bundle, read_manifest
     from edgekit.training.checkpoint import load_checkpoint
 
     if (path / MANIFEST).is_file():
-        manifest = read_manifest(path)
-        if as_json:
-            print_json(manifest)
+        if as_json:  # the document as stored
+            print_json(read_manifest(path))
             return
+        manifest = Bundle.read(path).manifest
         typer.echo(
-            f"bundle {path}  (schema v{manifest['schema_version']}, task {manifest['task']}, "
-            f"model {manifest['model']['name']})"
+            f"bundle {path}  (schema v{SCHEMA_VERSION}, task {manifest.task}, "
+            f"model {manifest.model})"
         )
-        for kind in ("inputs", "outputs"):
-            for t in manifest[kind]:
-                typer.echo(f"  {kind[:-1]:<6} {t['name']:<14} {t['dtype']:<8} {t['shape']}")
-        for s in manifest.get("state", []):
-            typer.echo(f"  state  {s['input']} -> {s['output']}  {s['shape']}")
-        parity = manifest["parity"]
-        typer.echo(
-            f"  exporter {manifest['exporter']['name']} (opset {manifest['exporter']['opset']}); "
-            f"parity {'passed' if parity['passed'] else 'FAILED'} at atol {parity['atol']}, "
-            f"rtol {parity['rtol']}"
-        )
-        for e in manifest.get("engines", []):
-            typer.echo(f"  engine {e['file']} ({e['gpu']}, TensorRT {e['tensorrt']})")
-        step = manifest.get("step_graph")
+        contract = manifest.contract
+        for kind, specs in (("inputs", contract.inputs), ("outputs", contract.outputs)):
+            for t in specs:
+                typer.echo(f"  {kind[:-1]:<6} {t.name:<14} {t.dtype:<8} {list(t.shape)}")
+        for s in contract.state:
+            shape = list(contract.spec(s.input).shape)
+            typer.echo(f"  state  {s.input} -> {s.output}  {shape}")
+        parity, exporter = manifest.parity, manifest.exporter
+        if parity is not None and exporter is not None:
+            typer.echo(
+                f"  exporter {exporter.name} (opset {exporter.opset}); "
+                f"parity {'passed' if parity.passed else 'FAILED'} at atol "
+                f"{parity.report['atol']}, rtol {parity.report['rtol']}"
+            )
+        for e in manifest.engines:
+            typer.echo(f"  engine {e.file} ({e.gpu}, TensorRT {e.tensorrt})")
+        step = manifest.step_graph
         if step:
             typer.echo(
-                f"  step graph {step.get('file', '(none)')}: "
-                + ("used for one-token steps" if step.get("used") else "not used")
-                + f" ({step.get('why', '')})"
+                f"  step graph {step.file or '(none)'}: "
+                + ("used for one-token steps" if step.used else "not used")
+                + f" ({step.why})"
             )
-        for v in manifest.get("variants", []):
+        for v in manifest.variants:
             typer.echo("  " + variant_line(v))
-        golden = manifest.get("golden")
+        golden = manifest.golden
         if golden:
-            rollout = golden.get("rollout", {}).get("steps")
+            rollout = golden.rollout_steps
             typer.echo(
-                f"  golden {golden['file']}: {len(golden['cases'])} cases"
+                f"  golden {golden.file}: {len(golden.cases)} cases"
                 + (f", a {rollout}-step greedy rollout" if rollout else "")
-                + f" ({golden['bytes'] / 1024:.0f} KiB); replay with: edgekit check {path}"
+                + f" ({golden.bytes / 1024:.0f} KiB); replay with: edgekit check {path}"
             )
-        typer.echo("  files  " + ", ".join(manifest["files"]))
+        typer.echo("  files  " + ", ".join(manifest.files))
         return
 
     ckpt = load_checkpoint(path)
@@ -157,9 +161,9 @@ def info(
     typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
 
 
-def variant_line(v: dict[str, Any]) -> str:
+def variant_line(v: Variant) -> str:
     """One line per reduced-precision variant: file, recipe, size, speed and its task gate."""
-    g = v.get("gates", {})
+    g = v.gates  # the gate measurements, as quantize recorded them
     if "accuracy_delta" in g:
         quality = f"accuracy {g['accuracy_delta']:+.2%}"
     elif "perplexity_delta" in g:
@@ -167,13 +171,13 @@ def variant_line(v: dict[str, Any]) -> str:
     else:
         quality = f"output error {g.get('output_error', float('nan')):.2%}"
     speed = g.get("speed", {}).get("ratio", float("nan"))
-    recipe = v.get("recipe", {})
+    recipe = v.details.get("recipe", {})  # recipe and bytes_ratio are not typed Variant fields
     return (
-        f"variant {v['precision']} {v['file']}"
-        + (f" + {v['step_file']} (steps)" if v.get("step_file") else "")
+        f"variant {v.precision} {v.file}"
+        + (f" + {v.step_file} (steps)" if v.step_file else "")
         + f": {recipe.get('mode')}"
-        + (" per-channel" if recipe.get("per_channel") and v["precision"] == "int8" else "")
-        + f", {v.get('bytes_ratio', float('nan')):.2f}x size, {speed:.2f}x latency (batch 1), "
-        + f"{quality} vs fp32; gates {'PASS' if g.get('passed') else 'missed (forced)'}; "
-        + f"use with --precision {v['precision']}"
+        + (" per-channel" if recipe.get("per_channel") and v.precision == "int8" else "")
+        + f", {v.details.get('bytes_ratio', float('nan')):.2f}x size, {speed:.2f}x latency "
+        + f"(batch 1), {quality} vs fp32; gates {'PASS' if g.get('passed') else 'missed (forced)'}; "
+        + f"use with --precision {v.precision}"
     )

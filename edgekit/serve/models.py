@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.serve.batching import Batcher
 from edgekit.serve.protocol import v2_datatype
@@ -66,13 +67,13 @@ def parse_bundle_arg(text: str) -> tuple[str, Path]:
 
 class ServedModel:
     def __init__(self, name: str, bundle: Path, options: ServeOptions, executor: Executor) -> None:
-        import edgekit
+        from edgekit.runtimes.loader import load
 
         self.name, self.bundle = name, bundle
-        self.model = edgekit.load(
+        self.model = load(
             bundle, device=options.device, threads=options.threads, precision=options.precision
         )
-        self.manifest: dict[str, Any] = self.model.manifest
+        self.manifest = Manifest.of(self.model.manifest)
         backend = self.model.backend
         self.contract = backend.contract
         self.batcher = Batcher(backend, options.max_batch, options.max_wait_ms / 1e3, executor)
@@ -101,7 +102,7 @@ class ServedModel:
             "inputs": [tensor(t) for t in inputs],
             "outputs": [tensor(t) for t in outputs],
             "parameters": {
-                "task": self.manifest["task"],
+                "task": self.manifest.task,
                 "sequence": self.sequences is not None,
             },
         }

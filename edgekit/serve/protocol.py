@@ -15,19 +15,16 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import DTYPES
 from edgekit.errors import InputError
 
-# v2 datatype <-> numpy
-DATATYPES = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
+# v2 datatype <-> numpy, from the one dtype table (listed bool, unsigned, signed, float; by size)
+DATATYPES: dict[str, type[np.generic]] = {
+    d.v2: np.dtype(d.numpy).type
+    for d in sorted(
+        DTYPES.values(),
+        key=lambda d: ("buif".index(np.dtype(d.numpy).kind), np.dtype(d.numpy).itemsize),
+    )
 }
 NUMPY_TO_V2 = {np.dtype(t): name for name, t in DATATYPES.items()}
 HEADER_LENGTH = "Inference-Header-Content-Length"

@@ -18,22 +18,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.directory import read_manifest
-from edgekit.bundle.io import BATCH, IOContract, TensorSpec
+from edgekit.bundle.directory import Bundle
+from edgekit.bundle.io import BATCH, DTYPES, IOContract, TensorSpec
 from edgekit.errors import InputError
 from edgekit.files import atomic_directory, refuse_overlap
-from edgekit.runtimes.loader import with_precision
 
-TRITON_TYPES = {
-    "float32": "TYPE_FP32",
-    "float16": "TYPE_FP16",
-    "float64": "TYPE_FP64",
-    "int64": "TYPE_INT64",
-    "int32": "TYPE_INT32",
-    "int8": "TYPE_INT8",
-    "uint8": "TYPE_UINT8",
-    "bool": "TYPE_BOOL",
-}
+TRITON_TYPES = {name: d.triton for name, d in DTYPES.items()}  # numpy name -> Triton's
 IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit serve` does
 
 
@@ -112,8 +102,8 @@ def write_repository(
     """Write (or with `force`, replace) a model repository at `out`; return what was written."""
     if max_batch < 1:
         raise InputError(f"--max-batch must be >= 1, got {max_batch}")
-    manifest = with_precision(read_manifest(bundle, verify=True), precision)
-    contract = IOContract.from_manifest(manifest)
+    seen = Bundle.read(bundle, verify=True).at(precision)
+    contract = seen.contract
     name = name or bundle.resolve().name
     if not name or "/" in name:
         raise InputError(f"model name {name!r} must be non-empty, without '/'")
@@ -121,14 +111,12 @@ def write_repository(
     models = {}
     with atomic_directory(out, force) as tmp:
         config, how = model_config(name, contract, "onnxruntime_onnx", max_batch)
-        _model(tmp / name, config, {"model.onnx": bundle / manifest["graph"]})
+        _model(tmp / name, config, {"model.onnx": seen.graph})
         models[name] = how
-        engines = manifest.get("engines") or []
+        engines = seen.manifest.engines
         if engines and precision == "fp32":
-            plans = {
-                e["compute_capability"]: f"model.sm{e['compute_capability']}.plan" for e in engines
-            }
-            files = {plans[e["compute_capability"]]: bundle / e["file"] for e in engines}
+            plans = {e.compute_capability: f"model.sm{e.compute_capability}.plan" for e in engines}
+            files = {plans[e.compute_capability]: seen.file(e.file) for e in engines}
             extra = "".join(
                 f'cc_model_filenames {{ key: "{cc}" value: "{plan}" }}\n'
                 for cc, plan in plans.items()
