@@ -86,6 +86,18 @@ class ParityReport:
             lines.append(f"rollout of {r.steps} steps: {_rollout_summary(r)}")
         return lines
 
+    @classmethod
+    def from_dict(cls, report: Mapping[str, Any]) -> ParityReport:
+        """A report as `to_dict` recorded it (in a manifest, say)."""
+        found = cls(report["reference"], report["candidate"], report["atol"], report["rtol"])
+        for c in report.get("cases", []):
+            outs = [OutputDiff(**o) for o in c["outputs"]]
+            found.cases.append(CaseResult(c["case"], outs, c.get("error", "")))
+        if report.get("rollout"):
+            found.rollout = RolloutResult(**report["rollout"])
+        found.diagnosis = list(report.get("diagnosis", []))
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["passed"] = self.passed

@@ -186,6 +186,11 @@ class Engine:
             "parity": dict(self.parity),
         }
 
+    @property
+    def max_abs(self) -> float:
+        """The engine's largest difference from ONNX Runtime when it was built."""
+        return float(self.parity.get("max_abs", float("nan")))
+
     def fits(self, gpu: str, compute_capability: str, tensorrt: str) -> bool:
         return (self.gpu, self.compute_capability, self.tensorrt) == (
             gpu,
@@ -319,3 +324,8 @@ class ParityRecord:
     @property
     def passed(self) -> bool:
         return bool(self.report.get("passed"))
+
+    @property
+    def tolerance(self) -> Tolerance:
+        """The tolerances the report was judged at."""
+        return Tolerance(float(self.report.get("atol", 0.0)), float(self.report.get("rtol", 0.0)))

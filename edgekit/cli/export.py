@@ -130,7 +130,7 @@ def _build_engine(bundle: Path, fp16: bool, max_batch: int, max_seq: int, force:
     e = record if isinstance(record, Engine) else Engine.from_json(record)
     typer.echo(
         f"engine: {bundle / e.file} ({e.gpu}, sm {e.compute_capability}, "
-        f"TensorRT {e.tensorrt}, max abs diff vs ORT {e.parity['max_abs']:.3g})"
+        f"TensorRT {e.tensorrt}, max abs diff vs ORT {e.max_abs:.3g})"
     )
 
 
@@ -157,15 +157,9 @@ def engine(
 
 def _report_table(report: Mapping[str, Any]) -> str:
     """The parity table of a report as `ParityReport.to_dict` recorded it in the manifest."""
-    from edgekit.parity import CaseResult, OutputDiff, ParityReport, RolloutResult
+    from edgekit.parity import ParityReport
 
-    table = ParityReport(report["reference"], report["candidate"], report["atol"], report["rtol"])
-    for c in report["cases"]:
-        outs = [OutputDiff(**o) for o in c["outputs"]]
-        table.cases.append(CaseResult(c["case"], outs, c["error"]))
-    if report.get("rollout"):
-        table.rollout = RolloutResult(**report["rollout"])
-    return table.table()
+    return ParityReport.from_dict(report).table()
 
 
 @app.command()

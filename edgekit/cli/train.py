@@ -118,7 +118,7 @@ def info(
             typer.echo(
                 f"  exporter {exporter.name} (opset {exporter.opset}); "
                 f"parity {'passed' if parity.passed else 'FAILED'} at atol "
-                f"{parity.report['atol']}, rtol {parity.report['rtol']}"
+                f"{parity.tolerance.atol}, rtol {parity.tolerance.rtol}"
             )
         for e in manifest.engines:
             typer.echo(f"  engine {e.file} ({e.gpu}, TensorRT {e.tensorrt})")
