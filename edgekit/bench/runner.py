@@ -7,10 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from edgekit.bench.cases import Case
 from edgekit.errors import InputError
+from edgekit.timing import interleaved_medians as interleaved_medians  # moved; re-exported
 
 MIN_SAMPLES = 10  # fewer than this per case gives no meaningful p90/p99
 
@@ -98,23 +97,3 @@ def run_rounds(
     finally:
         gc.enable()
     return samples
-
-
-def interleaved_medians(
-    calls: dict[str, Callable[[], object]], seconds: float, warmup: int = 20, block: int = 25
-) -> dict[str, float]:
-    """Median microseconds per call of each of `calls`, taking turns `block` calls at a time for
-    `seconds`: the quick same-process comparison that export and quantize record (a ratio of two
-    medians measured side by side, so machine drift hits both alike)."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for name, call in calls.items():
-            for _ in range(block):
-                start = time.perf_counter_ns()
-                call()
-                times[name].append((time.perf_counter_ns() - start) / 1e3)
-    return {k: float(np.median(t)) for k, t in times.items()}

@@ -6,11 +6,15 @@ to check it), `write` (export candidates, keep the first that passes, publish at
 exporters and the static graph checks; `tensorrt` builds engines.
 
 `export(module, example_inputs, out=...)` for any nn.Module; `bundle_from_checkpoint` for the zoo.
+Both return an ExportResult (the bundle, its typed manifest, the parity report), which still
+unpacks as `(path, manifest document)`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from edgekit.exporters.result import ExportOptions, ExportResult
 
 
 def export(*args: Any, **kwargs: Any) -> Any:
@@ -25,4 +29,4 @@ def bundle_from_checkpoint(*args: Any, **kwargs: Any) -> Any:
     return _bundle(*args, **kwargs)
 
 
-__all__ = ["bundle_from_checkpoint", "export"]
+__all__ = ["ExportOptions", "ExportResult", "bundle_from_checkpoint", "export"]

@@ -17,7 +17,6 @@ from edgekit.exporters.onnx import EXPORTERS
 from edgekit.exporters.plan import Plan
 from edgekit.parity import ParityReport, compare_case, error_line, recorded, rollout
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.layout import Layout
 
 PROMPT_LENGTH = 16  # tokens of real (or random) text before the rollout's greedy steps
 # Each dynamic axis at its export size, at its minimum, and well above the export size, where a
@@ -62,7 +61,7 @@ def parity_suite(
         feeds = {**contract.zero_state(b), **feeds}
         report.cases.append(compare_case(label, feeds, reference.run, candidate.run, atol, rtol))
     if contract.state and steps > 0 and contract.token_input is not None:
-        layout = Layout.of(contract)
+        layout = contract.layout()
         prompt = (
             plan.real[0][1][layout.tokens.name][:, :PROMPT_LENGTH]
             if plan.real

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.layout import Layout
+from edgekit.bundle.parts import Golden, GoldenCase
 from edgekit.exporters.check import PROMPT_LENGTH, SHAPE_CASES, size_label
 from edgekit.exporters.plan import Plan
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.golden import inputs_digest
-from edgekit.runtimes.layout import Layout
 
 GOLDEN = "golden.npz"
 REAL_INPUT_BYTES = 64 << 10  # real inputs kept per case (float16 when float), at least one row
@@ -40,11 +40,11 @@ def _shrink(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> dict[str, Any]:
+def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Golden:
     """Write GOLDEN into `bundle`; return its manifest record."""
     contract = plan.contract
     arrays: dict[str, np.ndarray] = {}
-    cases: list[dict[str, Any]] = []
+    cases: list[GoldenCase] = []
     seen: list[dict[str, int]] = []
     for i, (at, kind) in enumerate(SHAPE_CASES):
         sizes = contract.sizes(at=at)
@@ -57,13 +57,13 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> di
         key = f"case{len(cases)}"
         arrays |= {f"{key}/out/{n}": np.asarray(v) for n, v in outputs.items()}
         cases.append(
-            {
-                "case": f"{kind} {size_label(contract, sizes)}".strip(),
-                "key": key,
-                "sizes": sizes,
-                "seed": seed,
-                "inputs_sha256": inputs_digest(feeds),
-            }
+            GoldenCase(
+                f"{kind} {size_label(contract, sizes)}".strip(),
+                key,
+                sizes=sizes,
+                seed=seed,
+                inputs_sha256=inputs_digest(feeds),
+            )
         )
     for label, real in plan.real:  # the zoo's real inputs: batch first
         kept = _shrink(real)
@@ -73,10 +73,10 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> di
         key = f"case{len(cases)}"
         arrays |= {f"{key}/in/{n}": v for n, v in feeds.items()}
         arrays |= {f"{key}/out/{n}": np.asarray(v) for n, v in outputs.items()}
-        cases.append({"case": f"{label.split(' (')[0]} ({rows} stored)", "key": key})
-    record: dict[str, Any] = {"file": GOLDEN, "cases": cases}
+        cases.append(GoldenCase(f"{label.split(' (')[0]} ({rows} stored)", key))
+    rollout_steps = None
     if contract.state and contract.token_input is not None and steps > 0:
-        layout = Layout.of(contract)
+        layout = contract.layout()
         rng = np.random.default_rng(1234)
         prompt = (
             plan.real[0][1][layout.tokens.name][:, :PROMPT_LENGTH]
@@ -84,12 +84,11 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> di
             else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
         )
         arrays |= _greedy_record(reference, layout, np.asarray(prompt, np.int64), steps)
-        record["rollout"] = {"steps": steps}
+        rollout_steps = steps
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
     (bundle / GOLDEN).write_bytes(buffer.getvalue())
-    record["bytes"] = len(buffer.getvalue())
-    return record
+    return Golden(GOLDEN, tuple(cases), rollout_steps, len(buffer.getvalue()))
 
 
 def _greedy_record(

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from edgekit.bundle.io import Axis, IOContract, StatePair, TensorSpec, with_range
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 
 TASKS = ("generic", "classify", "regress", "generate")
@@ -237,9 +238,9 @@ def describe_module(
     return FlatIO(module, in_spec), contract
 
 
-def input_tree(manifest: Mapping[str, Any], contract: IOContract) -> Any:
+def input_tree(manifest: Manifest | Mapping[str, Any], contract: IOContract) -> Any:
     """The pytree structure of a user module's inputs, as recorded at export (flat if absent)."""
-    recorded = manifest.get("input_tree")
+    recorded = Manifest.of(manifest).input_tree
     if recorded:
         return pytree.treespec_loads(recorded)
     return pytree.tree_flatten(tuple(range(len(contract.inputs))))[1]

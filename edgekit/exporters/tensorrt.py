@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit._optional import require
-from edgekit.bundle.directory import read_manifest, write_manifest
+from edgekit.bundle.directory import Bundle, write_manifest
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
+from edgekit.bundle.parts import Engine
 from edgekit.errors import CheckFailed, InputError
 from edgekit.runtimes.engine_format import engine_filename, engine_tolerance
 
@@ -80,67 +84,68 @@ def build_engine_into_bundle(
     max_seq: int = 512,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Build an engine for this machine's GPU into the bundle and record it in the manifest."""
+    """Build an engine for this machine's GPU into the bundle and record it in the manifest.
+    Returns the engine's record as a document (what the CLI prints)."""
     from edgekit.runtimes.cuda import gpu_info
 
     trt = require("tensorrt", "building TensorRT engines")
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    contract = IOContract.from_manifest(manifest)
+    read = Bundle.read(bundle)
+    bundle, manifest = read.path, read.manifest
+    contract = manifest.contract
     gpu, cc = gpu_info()
     name = engine_filename(gpu, trt.__version__, fp16)
-    engines = [e for e in manifest.get("engines", []) if e["file"] != name]
     if (bundle / name).exists() and not force:
         raise InputError(f"{bundle / name} already exists; pass --force to rebuild it")
     engine, cache = engine_from_onnx(
-        bundle / manifest["graph"], contract, max_batch, max_seq, fp16, bundle / TIMING_CACHE
+        read.graph, contract, max_batch, max_seq, fp16, bundle / TIMING_CACHE
     )
     for filename, data in ((name, engine), (TIMING_CACHE, cache)):
         tmp = bundle / f".{filename}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, bundle / filename)
-    record = {
-        "file": name,
-        "gpu": gpu,
-        "compute_capability": cc,
-        "tensorrt": trt.__version__,
-        "fp16": fp16,
-        "max_batch": max_batch,
-        "max_seq": max_seq,
-        "profile": {
-            k: [list(s) for s in v] for k, v in profile_shapes(contract, max_batch, max_seq).items()
-        },
+    profile = {
+        k: [list(s) for s in v] for k, v in profile_shapes(contract, max_batch, max_seq).items()
     }
-    record["parity"] = engine_parity(bundle, manifest, record)
-    if not record["parity"]["passed"]:
+    record = Engine(
+        name, gpu, cc, trt.__version__, max_batch, max_seq, fp16, details={"profile": profile}
+    )
+    parity = engine_parity(bundle, manifest, record)
+    record = replace(record, parity=parity)
+    if not parity["passed"]:
         (bundle / name).unlink()
         raise CheckFailed(
             "the TensorRT engine failed parity with ONNX Runtime (CPU); engine removed\n"
-            + "\n".join(record["parity"]["failures"])
+            + "\n".join(parity["failures"])
         )
-    manifest["engines"] = [*engines, record]
-    write_manifest(bundle, manifest)
-    json.dumps(record)  # the record must stay JSON-serialisable
-    return record
+    write_manifest(bundle, manifest.with_engine(record))
+    doc = record.to_json()
+    json.dumps(doc)  # the record must stay JSON-serialisable
+    return doc
 
 
-def engine_parity(bundle: Path, manifest: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def engine_parity(
+    bundle: Path, manifest: Manifest | Mapping[str, Any], record: Engine | Mapping[str, Any]
+) -> dict[str, Any]:
     """Compare the engine with ONNX Runtime on the CPU at shapes inside the engine's profile."""
     from edgekit.parity import compare_case
     from edgekit.runtimes.onnxruntime import OrtBackend
     from edgekit.runtimes.tensorrt import TrtBackend
 
-    contract = IOContract.from_manifest(manifest)
-    reference = OrtBackend(bundle / manifest["graph"], contract, "cpu")
-    engine = TrtBackend(bundle / record["file"], contract, record)
-    atol, rtol = engine_tolerance(
-        record, manifest["tolerance"]["atol"], manifest["tolerance"]["rtol"]
-    )
+    read = Bundle(Path(bundle), Manifest.of(manifest))
+    engine_record = record if isinstance(record, Engine) else Engine.from_json(record)
+    contract = read.contract
+    reference = OrtBackend(read.graph, contract, "cpu")
+    # TrtBackend and engine_tolerance (runtimes) still take the record as a document
+    document = engine_record.to_json()
+    engine = TrtBackend(read.file(engine_record.file), contract, document)
+    tol = read.manifest.tolerance
+    atol, rtol = engine_tolerance(document, tol.atol, tol.rtol)
     rng = np.random.default_rng(7)
+    max_batch, max_seq = engine_record.max_batch, engine_record.max_seq
     shapes = {
         (1, 1),
-        (min(2, record["max_batch"]), min(3, record["max_seq"])),
-        (record["max_batch"], min(37, record["max_seq"])),
+        (min(2, max_batch), min(3, max_seq)),
+        (max_batch, min(37, max_seq)),
     }
     cases = [
         compare_case(

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.directory import read_manifest
-from edgekit.bundle.io import IOContract
+from edgekit.bundle.directory import Bundle
 from edgekit.errors import InputError
 from edgekit.exporters.check import parity_suite
 from edgekit.exporters.diverge import diagnose
@@ -23,31 +22,32 @@ def verify_bundle(
     steps: int = 200,
 ) -> ParityReport:
     """The parity report of `bundle` (on ONNX Runtime, CPU) against its source checkpoint."""
-    manifest = read_manifest(bundle)
-    source = manifest.get("source", {})
+    read = Bundle.read(bundle)
+    manifest = read.manifest
+    source = manifest.source
     if checkpoint is None:
-        if "checkpoint" not in source:
+        if source is None or source.checkpoint is None:
             raise InputError(
                 f"{bundle} was exported from a module, not a checkpoint; pass --checkpoint"
             )
-        checkpoint = source["checkpoint"]
+        checkpoint = source.checkpoint
     plan = plan_from_checkpoint(checkpoint)
-    if plan.manifest["source"]["sha256"] != source.get("sha256"):
+    # plan.manifest is the plan's own dict of fields (plan.py), not a bundle's manifest
+    if plan.manifest["source"]["sha256"] != (source.sha256 if source is not None else None):
         raise InputError(
             f"checkpoint {checkpoint} is not this bundle's source (its sha256 differs "
             "from the manifest's source.sha256)"
         )
     if steps < 0:
         raise InputError(f"--steps must be >= 0, got {steps}")
-    contract = IOContract.from_manifest(manifest)
-    candidate = OrtBackend(Path(bundle) / manifest["graph"], contract)
-    tol = manifest["tolerance"]
+    contract = manifest.contract
+    candidate = OrtBackend(read.graph, contract)
+    tol = manifest.tolerance
     report = parity_suite(
-        TorchBackend(plan.module, contract), candidate, plan, tol["atol"], tol["rtol"], steps
+        TorchBackend(plan.module, contract), candidate, plan, tol.atol, tol.rtol, steps
     )
     if not report.passed:
-        graph = Path(bundle) / manifest["graph"]
-        report.diagnosis = diagnose(plan, graph, tol["atol"], tol["rtol"])
+        report.diagnosis = diagnose(plan, read.graph, tol.atol, tol.rtol)
     return report
 
 
@@ -99,34 +99,33 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
     """Every variant of `bundle`, checked again (no timing: speed is not a verdict)."""
     from edgekit.exporters.quantize.data import data_split_of
     from edgekit.exporters.quantize.gates import measure
+    from edgekit.exporters.result import runtime_document
     from edgekit.files import sha256_file
     from edgekit.runtimes.golden import replay
-    from edgekit.runtimes.loader import with_precision
 
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    parent_sha = sha256_file(bundle / manifest["graph"])
-    split = data_split_of(manifest)[0] if manifest.get("variants") else None
+    read = Bundle.read(bundle)
+    bundle, manifest = read.path, read.manifest
+    parent_sha = sha256_file(read.graph)
+    split = data_split_of(manifest)[0] if manifest.variants else None
     verdicts = []
-    for v in manifest.get("variants", []):
-        if v.get("parent_sha256") != parent_sha:
-            verdicts.append(VariantVerdict(v["precision"], v["file"], True, None))
+    for v in manifest.variants:
+        if v.details.get("parent_sha256") != parent_sha:
+            verdicts.append(VariantVerdict(v.precision, v.file, True, None))
             continue
-        seen = with_precision(manifest, v["precision"])
-        contract = IOContract.from_manifest(manifest)
-        step = bundle / v["step_file"] if v.get("step_file") else None  # its one-token graph
+        seen = manifest.at(v.precision)
+        step = bundle / v.step_file if v.step_file else None  # its one-token graph
         backend = OrtBackend(
-            bundle / v["file"], contract, optimization=seen["optimization"], step_graph=step
+            bundle / v.file, manifest.contract, optimization=seen.optimization, step_graph=step
         )
-        report = replay(bundle, seen, backend)
+        report = replay(bundle, runtime_document(seen), backend)
         gates = measure(
             bundle,
             manifest,
-            bundle / v["file"],
+            bundle / v.file,
             split,
-            optimization=seen["optimization"],
+            optimization=seen.optimization,
             variant_step=step,
         )
-        files = v["file"] + (f" + {v['step_file']} (steps)" if step else "")
-        verdicts.append(VariantVerdict(v["precision"], files, False, report, gates))
+        files = v.file + (f" + {v.step_file} (steps)" if step else "")
+        verdicts.append(VariantVerdict(v.precision, files, False, report, gates))
     return verdicts

@@ -6,6 +6,7 @@ carries the parity table of every attempt.
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekit.bundle.directory import SCHEMA, SCHEMA_VERSION, write_manifest
+from edgekit.bundle.directory import Bundle, write_manifest
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
+from edgekit.bundle.parts import (
+    ExporterRecord,
+    ParityRecord,
+    Source,
+    StepGraph,
+    Tolerance,
+)
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
 from edgekit.exporters.diverge import diagnose
@@ -34,6 +43,7 @@ from edgekit.exporters.plan import (
     plan_from_checkpoint,
     plan_from_module,
 )
+from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.reference.torch_backend import TorchBackend
@@ -51,13 +61,12 @@ def bundle_from_checkpoint(
     rtol: float | None = None,
     force: bool = False,
     steps: int = 200,
-) -> tuple[Path, dict[str, Any]]:
+) -> ExportResult:
     """Export a zoo checkpoint; tolerances default to the model's own."""
     refuse_overlap(Path(out), Path(checkpoint))
     plan = plan_from_checkpoint(checkpoint)
-    atol = plan.atol if atol is None else atol
-    rtol = plan.rtol if rtol is None else rtol
-    return write_bundle(plan, out, exporter, opset, atol, rtol, force, steps)
+    tolerance = Tolerance(plan.atol if atol is None else atol, plan.rtol if rtol is None else rtol)
+    return write_bundle(plan, out, ExportOptions(exporter, opset, tolerance, force, steps))
 
 
 def export(
@@ -81,7 +90,7 @@ def export(
     rtol: float = DEFAULT_RTOL,
     force: bool = False,
     steps: int = 200,
-) -> tuple[Path, dict[str, Any]]:
+) -> ExportResult:
     """Export any nn.Module to a validated bundle.
 
     `example_inputs`: a tensor or a tuple of the module's positional arguments (each a tensor or a
@@ -91,6 +100,9 @@ def export(
     minimum and export size ({"seq": {"role": "time", "min": 5}}); `int_ranges` the valid values of
     an integer input ({"ids": (0, 1000)}). A recurrent module lists `state_pairs`
     [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output.
+
+    Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
+    `(path, manifest document)`.
     """
     plan = plan_from_module(
         module,
@@ -106,20 +118,26 @@ def export(
         vocab=vocab,
         preprocess=preprocess,
     )
-    return write_bundle(plan, out, exporter, opset, atol, rtol, force, steps)
+    options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)
+    return write_bundle(plan, out, options)
 
 
 def write_bundle(
     plan: Plan,
     out: str | Path,
-    exporter: str,
-    opset: int | None,
-    atol: float,
-    rtol: float,
-    force: bool,
-    steps: int,
-) -> tuple[Path, dict[str, Any]]:
+    options: ExportOptions | str | None = None,
+    *legacy: Any,
+) -> ExportResult:
+    """Export `plan` into `out` as `options` say. (The older loose form, `exporter, opset, atol,
+    rtol, force, steps` in that order, is still taken while the CLI moves to ExportOptions.)"""
+    if isinstance(options, str):
+        opset, atol, rtol, force, steps = legacy
+        options = ExportOptions(options, opset, Tolerance(atol, rtol), force, steps)
+    elif options is None:
+        options = ExportOptions()
     out = Path(out)
+    exporter, opset, steps = options.exporter, options.opset, options.steps
+    atol, rtol = options.tolerance.atol, options.tolerance.rtol
     if exporter not in ("auto", *EXPORTERS):
         raise InputError(f"unknown exporter {exporter!r}; known: auto, {', '.join(EXPORTERS)}")
     if not (0 < atol < float("inf")) or not (0 <= rtol < float("inf")):
@@ -127,7 +145,7 @@ def write_bundle(
     if steps < 0:
         raise InputError(f"--steps must be >= 0, got {steps}")
     refuse_overlap(out)
-    if out.exists() and not force:
+    if out.exists() and not options.force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     check_writable(out)
     reference = TorchBackend(plan.module, plan.contract)
@@ -136,7 +154,7 @@ def write_bundle(
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     failures: list[str] = []
-    with atomic_directory(out, force=force) as tmp:
+    with atomic_directory(out, force=options.force) as tmp:
         graph = tmp / GRAPH
         for name in candidates:
             try:
@@ -159,6 +177,7 @@ def write_bundle(
                 }
             )
             if passed:
+                chosen = name
                 break
             shapes_only = all(c.error for c in report.cases if not c.passed)
             nodes = [] if shapes_only or frozen else diagnose(plan, graph, atol, rtol)
@@ -172,40 +191,59 @@ def write_bundle(
                 + "\n\n"
                 + advice(attempts, tried, plan.contract, plan.module)
             )
-        chosen = attempts[-1]["exporter"]
         golden = write_golden(tmp, plan, reference, steps)
-        step_graph = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
+        step_record = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
+        described = _described(plan)
         import edgekit
 
         finalize_graph(
             graph,
             {
                 "edgekit_version": edgekit.__version__,
-                "source_sha256": plan.manifest["source"]["sha256"],
-                "task": plan.manifest["task"],
+                "source_sha256": described.source.sha256 if described.source else "",
+                "task": described.task,
             },
         )
-        manifest = {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "graph": GRAPH,
-            **plan.manifest,
-            **plan.contract.to_manifest(),
-            "exporter": {
-                "name": chosen,
-                "opset": opset or DEFAULT_OPSET[chosen],
-                "requested": exporter,
-                "attempts": attempts,
-            },
-            "tolerance": {"atol": atol, "rtol": rtol},
-            "parity": {**report.to_dict(), "real_data_note": plan.real_note},
-            "golden": golden,
-            **({"step_graph": step_graph} if step_graph else {}),
-            "versions": _versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_manifest(tmp, manifest)
-    return out, manifest
+        manifest = replace(
+            described,
+            tolerance=options.tolerance,
+            exporter=ExporterRecord(
+                chosen, opset or DEFAULT_OPSET[chosen], exporter, tuple(attempts)
+            ),
+            parity=ParityRecord(report.to_dict(), plan.real_note),
+            golden=golden,
+            step_graph=StepGraph.from_json(step_record) if step_record else None,
+            versions=_versions(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        written = write_manifest(tmp, manifest)
+    return ExportResult(Bundle(out, written), report)
+
+
+def _described(plan: Plan) -> Manifest:
+    """The manifest's description of the model (task, model, labels, source, ...), from the
+    fields the plan gathered: everything but what the export itself measures."""
+    fields = plan.manifest
+    model = fields.get("model") or {}
+    source = fields.get("source")
+    return Manifest(
+        task=fields["task"],
+        graph=GRAPH,
+        contract=plan.contract,
+        model=str(model.get("name", "")),
+        model_config=model.get("config"),
+        head=fields.get("head"),
+        labels=_strings(fields.get("labels")),
+        vocab=_strings(fields.get("vocab")),
+        preprocess=fields.get("preprocess"),
+        columns=_strings(fields.get("columns")),
+        input_tree=fields.get("input_tree"),
+        source=Source.from_json(source) if source else None,
+    )
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
 
 
 def _candidates(exporter: str, contract: IOContract) -> list[str]:

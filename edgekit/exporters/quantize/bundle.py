@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections import Counter
@@ -21,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.directory import read_manifest, write_manifest
+from edgekit.bundle.directory import Bundle, write_manifest
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.parts import Tolerance, Variant
 from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
@@ -33,14 +35,15 @@ from edgekit.exporters.quantize.data import (
     held_out_from,
 )
 from edgekit.exporters.quantize.search import Job
+from edgekit.exporters.result import runtime_document
 from edgekit.files import atomic_directory, sha256_file
-from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
+from edgekit.runtimes.onnxruntime import OrtBackend
 
 USEFUL_BYTES_RATIO = 0.5  # a variant must be at most this size, or
 USEFUL_SPEED_RATIO = 0.95  # at most this latency, of the fp32 graph
 MOSTLY_FLOAT = 0.5  # a sequence graph this float after int8 (GRU, RNN) serves prompts in fp32
 # replaying golden records on a reduced-precision graph: logits move by ~1e-2, so near ties may flip
-VARIANT_TOLERANCE = {"int8": {"atol": 5e-2, "rtol": 5e-2}, "fp16": {"atol": 1e-2, "rtol": 1e-2}}
+VARIANT_TOLERANCE = {"int8": Tolerance(5e-2, 5e-2), "fp16": Tolerance(1e-2, 1e-2)}
 
 
 def variant_file(precision: str) -> str:
@@ -58,25 +61,26 @@ def quantize_bundle(
     bars: gates_mod.Bars = gates_mod.BARS,
     replace: bool = False,
 ) -> dict[str, Any]:
-    """Add the variant and return its manifest record. Raises recipes.DoesNotPay (nothing to do),
-    CheckFailed (a gate missed: nothing written) or InputError. `replace` rebuilds an existing
-    variant; `force` also keeps one that misses its gates (or does not pay)."""
+    """Add the variant and return its manifest record (as a document: what the CLI prints).
+    Raises recipes.DoesNotPay (nothing to do), CheckFailed (a gate missed: nothing written) or
+    InputError. `replace` rebuilds an existing variant; `force` also keeps one that misses its
+    gates (or does not pay)."""
     import onnx
 
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    if not manifest.get("golden"):
+    read = Bundle.read(bundle)
+    bundle, manifest = read.path, read.manifest
+    if manifest.golden is None:
         raise InputError(
             f"{bundle} has no golden records (exported by an older edgekit); re-export it"
         )
     name = variant_file(precision)
-    have = any(v.get("precision") == precision for v in manifest.get("variants", []))
+    have = manifest.variant(precision) is not None
     if have and not (replace or force):
         raise InputError(
             f"{bundle} already has an {precision} variant; pass --replace to rebuild it"
         )
-    parent = bundle / manifest["graph"]
-    contract = IOContract.from_manifest(manifest)
+    parent = read.graph
+    contract = manifest.contract
     with tempfile.TemporaryDirectory(prefix=".edgekit-quantize-") as scratch:
         source, prepared = recipes.prepare(parent, Path(scratch) / "source.onnx")
         model = onnx.load(str(source))
@@ -115,41 +119,48 @@ def quantize_bundle(
         bytes_ratio = sum(f.stat().st_size for f in added) / parent.stat().st_size
         if precision == "int8" and not (force or replace):
             _refuse_if_useless(bytes_ratio, gates["speed"]["ratio"], float_ops, float_share)
-        record = {
-            "precision": precision,
-            "file": job.out.name,
+        optimization = gates.pop("optimization")
+        details: dict[str, Any] = {
             "parent_sha256": sha256_file(parent),
             "prepared": prepared,
             "recipe": recipe.to_dict(),
             "quantized_nodes": recipes.quantized_nodes(model, recipe),
-            "quantized_ops": _new_ops(parent, job.out) | _step_ops(bundle, manifest, job),
+            "quantized_ops": _new_ops(parent, job.out) | _step_ops(read, job),
             "float_ops": float_ops,
             "float_weight_share": float_share,
             "calibration": calibration_note(recipe, batches, calibration, split),
             "data": data_note,
-            "gates": gates,
-            "forced": not gates["passed"],
             "bytes_ratio": bytes_ratio,  # the files the variant adds, against the fp32 graph
             **(
-                {"prompts": f"fp32 ({manifest['graph']}): {precision} would reach only its head"}
+                {"prompts": f"fp32 ({manifest.graph}): {precision} would reach only its head"}
                 if prompts_fp32
                 else {}
             ),
-            "tolerance": VARIANT_TOLERANCE[precision],
-            "optimization": gates.pop("optimization"),
         }
+        step_file = None
         if job.variant_step is not None:
-            step_parent = step_graph_of(bundle, manifest, used_only=False)
+            step_parent = read.any_step_graph
             assert step_parent is not None
-            record["step_file"] = job.step_out.name
-            record["step_bytes_ratio"] = job.step_out.stat().st_size / step_parent.stat().st_size
-        record["case_atol"] = _case_tolerances(bundle, manifest, job.out, record, job.variant_step)
-        _publish(bundle, added, record)
-    return record
+            step_file = job.step_out.name
+            details["step_bytes_ratio"] = job.step_out.stat().st_size / step_parent.stat().st_size
+        variant = Variant(
+            precision,
+            job.out.name,
+            VARIANT_TOLERANCE[precision],
+            optimization,
+            step_file=step_file,
+            gates=gates,
+            forced=not gates["passed"],
+            details=details,
+        )
+        case_atol = _case_tolerances(read, job.out, variant, job.variant_step)
+        variant = dataclasses.replace(variant, case_atol=case_atol)
+        _publish(bundle, added, variant)
+    return variant.to_json()  # the CLI (edgekit/cli/quantize.py) prints the record
 
 
-def _step_ops(bundle: Path, manifest: dict[str, Any], job: Job) -> dict[str, int]:
-    step_parent = step_graph_of(bundle, manifest, used_only=False)
+def _step_ops(read: Bundle, job: Job) -> dict[str, int]:
+    step_parent = read.any_step_graph
     if job.variant_step is None or step_parent is None:
         return {}
     return _new_ops(step_parent, job.variant_step)
@@ -183,10 +194,9 @@ def _refuse_if_useless(
 
 
 def _case_tolerances(
-    bundle: Path,
-    manifest: dict[str, Any],
+    read: Bundle,
     graph: Path,
-    record: dict[str, Any],
+    variant: Variant,
     step: Path | None,
 ) -> dict[str, float]:
     """Per golden case, twice the variant's distance from torch here (at least its tolerance):
@@ -195,10 +205,11 @@ def _case_tolerances(
     cases stay close, so each gets its own bound rather than one loose bound for all."""
     from edgekit.runtimes.golden import replay
 
-    contract = IOContract.from_manifest(manifest)
-    backend = OrtBackend(graph, contract, optimization=record["optimization"], step_graph=step)
-    report = replay(bundle, {**manifest, "tolerance": record["tolerance"]}, backend)
-    floor = float(record["tolerance"]["atol"])
+    contract = read.contract
+    backend = OrtBackend(graph, contract, optimization=variant.optimization, step_graph=step)
+    at_variant = dataclasses.replace(read.manifest, tolerance=variant.tolerance)
+    report = replay(read.path, runtime_document(at_variant), backend)
+    floor = float(variant.tolerance.atol)
     bounds = {}
     for case in report.cases:
         worst = max((o.max_abs for o in case.outputs), default=0.0)
@@ -217,22 +228,18 @@ def _new_ops(parent: Path, variant: Path) -> dict[str, int]:
     return {op: n for op, n in sorted(after.items()) if op not in before}
 
 
-def _publish(bundle: Path, files: list[Path], record: dict[str, Any]) -> None:
+def _publish(bundle: Path, files: list[Path], variant: Variant) -> None:
     """Copy the bundle without the old variant of this precision, add the new one's files and
     record, swap the copy into place."""
     with atomic_directory(bundle, force=True) as tmp:
-        manifest = read_manifest(bundle)  # again, under the lock: another variant may have landed
-        precision = record["precision"]
-        old = [v for v in manifest.get("variants", []) if v.get("precision") == precision]
-        stale = {v.get(k) for v in old for k in ("file", "step_file")} - {manifest["graph"], None}
-        names = [f.name for f in files] + sorted(str(n) for n in stale)
+        # again, under the lock: another variant may have landed
+        manifest = Bundle.read(bundle).manifest
+        old = manifest.variant(variant.precision)
+        stale = set(old.files if old is not None else []) - {manifest.graph}
+        names = [f.name for f in files] + sorted(stale)
         shutil.copytree(
             bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", *names)
         )
         for f in files:
             shutil.copy2(f, tmp / f.name)
-        manifest["variants"] = [
-            *(v for v in manifest.get("variants", []) if v.get("precision") != precision),
-            record,
-        ]
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, manifest.with_variant(variant))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.exporters.quantize import recipes
 from edgekit.exporters.samples import Split, data_split, meta_of_manifest
@@ -15,8 +18,9 @@ from edgekit.exporters.samples import Split, data_split, meta_of_manifest
 CALIBRATION_ROWS = 128
 
 
-def data_split_of(manifest: dict[str, Any]) -> tuple[Split | None, str]:
-    meta = meta_of_manifest(manifest)
+def data_split_of(manifest: Manifest | Mapping[str, Any]) -> tuple[Split | None, str]:
+    # meta_of_manifest (samples.py) still reads the document
+    meta = meta_of_manifest(Manifest.of(manifest).to_json())
     if meta is None:
         return None, "no data description (a user module): golden records and --calibration only"
     try:
@@ -31,7 +35,7 @@ def calibration_batches(
     file: Path | None,
     contract: IOContract,
     bundle: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
 ) -> list[dict[str, np.ndarray]]:
     """Calibration feeds in batches of 16: --calibration, else the training split, else the
     golden records' real inputs. Empty when there is nothing real (static int8 then refuses)."""
@@ -41,8 +45,8 @@ def calibration_batches(
     elif split is not None:
         rows = split.train
     else:
-        with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
-            rows = {n: npz[k] for k in npz.files for n in names if k.endswith(f"/in/{n}")}
+        golden = Bundle(bundle, manifest).golden_arrays()
+        rows = {n: v for k, v in golden.items() for n in names if k.endswith(f"/in/{n}")}
         if len(rows) != len(names):
             return []
     count = min(len(v) for v in rows.values())

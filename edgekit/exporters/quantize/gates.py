@@ -19,18 +19,21 @@ gates fall back to torch's golden records (agreement only) and say so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.bench.runner import interleaved_medians
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.layout import Layout
+from edgekit.bundle.manifest import Manifest
 from edgekit.exporters.samples import Split
-from edgekit.runtimes.layout import Layout
-from edgekit.runtimes.onnxruntime import OrtBackend, step_graph_of
+from edgekit.runtimes.onnxruntime import OrtBackend
 from edgekit.runtimes.stepper import teacher_forced
+from edgekit.timing import interleaved_medians
 
 SMALL_HELD_OUT = 200  # below this many rows, one example is a coarser step than the accuracy bar
 TEXT_LIMIT = 20_000  # held-out characters scored for perplexity (the 2x256 LSTM: ~2 s per graph)
@@ -50,7 +53,7 @@ BARS = Bars()
 
 def measure(
     bundle: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest | Mapping[str, Any],
     variant_graph: Path,
     split: Split | None,
     bars: Bars = BARS,
@@ -59,16 +62,16 @@ def measure(
 ) -> dict[str, Any]:
     """Every gate for `variant_graph` (opened at ORT `optimization` level; stepping on
     `variant_step` when given), with "passed" and the "failures" that decided it."""
-    contract = IOContract.from_manifest(manifest)
-    fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1)
+    read = Bundle(Path(bundle), Manifest.of(manifest))
+    manifest, contract = read.manifest, read.contract
+    fp32 = OrtBackend(read.graph, contract, threads=1)
     variant = OrtBackend(
         variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
     )
-    with np.load(bundle / manifest["golden"]["file"], allow_pickle=False) as npz:
-        golden = {k: npz[k] for k in npz.files}
+    golden = read.golden_arrays()
     run = _Run(golden, fp32, variant, split, bars, {"bars": asdict(bars)})
-    if manifest["task"] == "generate" and contract.state and contract.token_input:
-        _language_model(run, Layout.of(contract))
+    if manifest.task == "generate" and contract.state and contract.token_input:
+        _language_model(run, contract.layout())
     else:
         _outputs(run, manifest, contract)
     return {**run.gates, "failures": run.failures, "passed": not run.failures}
@@ -91,7 +94,7 @@ class _Run:
 # --- classifiers, regressors, generic graphs ---------------------------------------------------------
 
 
-def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
+def _outputs(run: _Run, manifest: Manifest, contract: IOContract) -> None:
     gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
     fp32, variant = run.fp32, run.variant
     first = contract.outputs[0].name
@@ -106,7 +109,7 @@ def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
         ref, got = _batched(fp32, split.test, first), _batched(variant, split.test, first)
     else:
         gates["held_out"], ref, got = torch_note, torch_ref, torch_got
-    if manifest["task"] == "classify":
+    if manifest.task == "classify":
         p32, p8 = _classes(ref), _classes(got)
         gates["top1_agreement"] = float((p32 == p8).mean())
         gates["top1_agreement_torch"] = float((_classes(torch_ref) == _classes(torch_got)).mean())
@@ -128,7 +131,7 @@ def _outputs(run: _Run, manifest: dict[str, Any], contract: IOContract) -> None:
     error = _relative_error(got, ref)
     gates["output_error"] = error
     gates["output_error_torch"] = _relative_error(torch_got, torch_ref)
-    if split is not None and split.targets is not None and manifest["task"] == "regress":
+    if split is not None and split.targets is not None and manifest.task == "regress":
         want = split.targets.reshape(ref.shape)
         gates["rmse_fp32"] = float(np.sqrt(((ref - want) ** 2).mean()))
         gates["rmse_variant"] = float(np.sqrt(((got - want) ** 2).mean()))
@@ -143,22 +146,22 @@ def _relative_error(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _golden_cases(
-    manifest: dict[str, Any], contract: IOContract, golden: dict[str, np.ndarray]
+    manifest: Manifest, contract: IOContract, golden: dict[str, np.ndarray]
 ) -> tuple[list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]], str]:
     """(feeds, torch's outputs) of the golden records' real cases; without any (a user module
     exported without data), of the shape cases, whose random inputs are regenerated from seeds."""
-    cases = manifest["golden"]["cases"]
-    real = [c for c in cases if "seed" not in c]
+    cases = manifest.golden.cases if manifest.golden is not None else ()
+    real = [c for c in cases if c.seed is None]
 
     def section(key: str, part: str) -> dict[str, np.ndarray]:
         prefix = f"{key}/{part}/"
         return {k[len(prefix) :]: v for k, v in golden.items() if k.startswith(prefix)}
 
     if real:
-        pairs = [(section(c["key"], "in"), section(c["key"], "out")) for c in real]
+        pairs = [(section(c.key, "in"), section(c.key, "out")) for c in real]
         return pairs, "torch's golden real inputs (no labelled data available)"
     pairs = [
-        (contract.feeds(c["sizes"], np.random.default_rng(c["seed"])), section(c["key"], "out"))
+        (contract.feeds(c.sizes or {}, np.random.default_rng(c.seed)), section(c.key, "out"))
         for c in cases
     ]
     return pairs, "torch's golden shape cases (random inputs: pass --calibration for real data)"
@@ -280,16 +283,16 @@ def _perplexity(logits: np.ndarray, text: np.ndarray) -> float:
 
 def measure_speed(
     bundle: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     variant_graph: Path,
     split: Split | None,
     optimization: str,
     variant_step: Path | None = None,
 ) -> dict[str, Any]:
-    contract = IOContract.from_manifest(manifest)
+    read = Bundle(Path(bundle), manifest)
+    contract = read.contract
     # fp32 as the runtime runs it: stepping on the one-token graph where the bundle has one
-    step = step_graph_of(bundle, manifest)
-    fp32 = OrtBackend(bundle / manifest["graph"], contract, threads=1, step_graph=step)
+    fp32 = OrtBackend(read.graph, contract, threads=1, step_graph=read.step_graph)
     variant = OrtBackend(
         variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
     )

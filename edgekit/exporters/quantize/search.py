@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import CheckFailed
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
 from edgekit.exporters.samples import Split
-from edgekit.runtimes.onnxruntime import OPTIMIZATION_LEVELS, OrtBackend, step_graph_of
+from edgekit.runtimes.onnxruntime import OPTIMIZATION_LEVELS, OrtBackend
 
 MAX_FALLBACK = 3  # most sensitive nodes tried in float before refusing
 
@@ -27,7 +29,7 @@ class Job:
     def __init__(
         self,
         bundle: Path,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         parent: Path,
         model: Any,
         contract: IOContract,
@@ -46,7 +48,7 @@ class Job:
         )
         # a recurrent bundle that steps on a one-token graph gets that graph's variant too: its
         # MatMuls quantize even where the RNN/GRU ops of the sequence graph cannot
-        step = step_graph_of(bundle, manifest, used_only=False)
+        step = Bundle(bundle, manifest).any_step_graph
         self.step_source: Path | None = None
         self.step_out = out.with_name(out.name.replace("model.", "model.step.", 1))
         if step is not None:
