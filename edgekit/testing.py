@@ -38,9 +38,8 @@ def _setup(reference: Any, bundle: str | Path, device: str) -> tuple[Any, Any, A
     else:
         from edgekit.exporters.module_io import FlatIO, input_tree
 
-        # input_tree (exporters.module_io) still reads a document: hand it the one key it reads
-        module = FlatIO(reference.eval(), input_tree({"input_tree": manifest.input_tree}, contract))
-        plan = Plan(module, contract, {}, [], "")
+        module = FlatIO(reference.eval(), input_tree(manifest))
+        plan = Plan(module, contract, manifest, [], "")
     candidate = open_backend(backend_for_device(device), bundle, manifest)
     return plan, TorchBackend(plan.module, contract), candidate, manifest
 

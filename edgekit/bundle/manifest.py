@@ -58,6 +58,7 @@ from edgekit.errors import InputError
 
 SCHEMA = "edgekit.bundle"
 SCHEMA_VERSION = 1
+GRAPH = "model.onnx"  # the fp32 graph export writes
 
 PRECISIONS = ("fp32", "int8", "fp16", "auto")  # what `load` and `serve` accept
 
@@ -295,6 +296,7 @@ def _strings(value: Any) -> tuple[str, ...] | None:
 __all__ = [
     "DEFAULT_ATOL",
     "DEFAULT_RTOL",
+    "GRAPH",
     "SCHEMA",
     "SCHEMA_VERSION",
     "Engine",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.bundle.manifest import Engine, Manifest
+from edgekit.bundle.manifest import Engine
 from edgekit.cli.app import (
     DeviceOption,
     PrecisionOption,
@@ -90,37 +90,39 @@ def export(
         cudart()
 
     if module is not None:
-        from edgekit.exporters.plan import DEFAULT_ATOL, DEFAULT_RTOL
+        from edgekit.bundle.parts import Tolerance
+        from edgekit.exporters.result import ExportOptions
         from edgekit.exporters.user_module import plan_from_factory
         from edgekit.exporters.write import write_bundle
 
         target = out or Path("bundles") / module.rpartition(":")[2]
         plan = plan_from_factory(module, weights)
-        tolerance = (DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol)
-        path, manifest = write_bundle(plan, target, exporter.value, opset, *tolerance, force, steps)
+        default = Tolerance()
+        tolerance = Tolerance(
+            default.atol if atol is None else atol, default.rtol if rtol is None else rtol
+        )
+        options = ExportOptions(exporter.value, opset, tolerance, force, steps)
+        result = write_bundle(plan, target, options)
     else:
         from edgekit.exporters import bundle_from_checkpoint
 
         assert checkpoint is not None
         target = out or Path("bundles") / checkpoint.resolve().name
-        path, manifest = bundle_from_checkpoint(
+        result = bundle_from_checkpoint(
             checkpoint, target, exporter.value, opset, atol, rtol, force, steps
         )
     if as_json:
-        print_json(manifest.to_json() if isinstance(manifest, Manifest) else manifest)
+        print_json(result.manifest.to_json())
         return
-    from edgekit.bundle.directory import Bundle
-
-    written = Bundle.read(path, verify=False).manifest  # as written (its files just hashed)
-    parity, used = written.parity, written.exporter
+    parity, used = result.manifest.parity, result.manifest.exporter
     assert parity is not None and used is not None  # export records both
-    typer.echo(_report_table(parity.report))
+    typer.echo(result.report.table())
     if parity.real_data_note:
         typer.echo(f"note: {parity.real_data_note}")
     typer.echo(f"exporter: {used.name} (opset {used.opset})")
-    typer.echo(f"bundle: {path}")
+    typer.echo(f"bundle: {result.path}")
     if tensorrt:
-        _build_engine(path, fp16, max_batch, max_seq, force=True)
+        _build_engine(result.path, fp16, max_batch, max_seq, force=True)
 
 
 def _build_engine(bundle: Path, fp16: bool, max_batch: int, max_seq: int, force: bool) -> None:

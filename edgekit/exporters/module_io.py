@@ -238,9 +238,10 @@ def describe_module(
     return FlatIO(module, in_spec), contract
 
 
-def input_tree(manifest: Manifest | Mapping[str, Any], contract: IOContract) -> Any:
+def input_tree(manifest: Manifest) -> Any:
     """The pytree structure of a user module's inputs, as recorded at export (flat if absent)."""
-    recorded = Manifest.of(manifest).input_tree
+    contract = manifest.contract
+    recorded = manifest.input_tree
     if recorded:
         return pytree.treespec_loads(recorded)
     return pytree.tree_flatten(tuple(range(len(contract.inputs))))[1]

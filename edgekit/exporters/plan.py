@@ -15,7 +15,8 @@ import torch
 from torch.utils import _pytree as pytree
 
 from edgekit.bundle.io import IOContract
-from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL
+from edgekit.bundle.manifest import GRAPH, Manifest
+from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source
 from edgekit.exporters.module_io import describe_module
 from edgekit.exporters.samples import Sample, real_samples
 from edgekit.models.flat import export_module
@@ -28,7 +29,7 @@ class Plan:
 
     module: torch.nn.Module
     contract: IOContract
-    manifest: dict[str, Any]  # task, model, labels, vocab, preprocess, head, source
+    described: Manifest  # the model as the manifest describes it: task, model, labels, source, ...
     real: list[Sample]
     real_note: str
     atol: float = DEFAULT_ATOL
@@ -43,24 +44,28 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
     real, note = real_samples(meta)
     module = export_module(ckpt.build(), meta)
     tolerance = get_model(meta["model"]).spec.tolerance  # its spec: contract, head, tolerance
+    contract = contract_of(meta)
     return Plan(
         module=module,
-        contract=contract_of(meta),
-        manifest={
-            "task": meta["task"],
-            "model": {"name": meta["model"], "config": meta["config"]},
-            "head": head_of(meta),
-            "labels": meta.get("labels"),
-            "vocab": meta.get("vocab"),
-            "preprocess": meta.get("preprocess"),
-            "columns": meta.get("columns"),
-            "source": {
-                "checkpoint": str(ckpt.path.resolve()),
-                "sha256": ckpt.sha256,
-                "data": meta["data"],
-                "metrics": meta["metrics"],
-            },
-        },
+        contract=contract,
+        described=Manifest(
+            task=meta["task"],
+            graph=GRAPH,
+            contract=contract,
+            model=meta["model"],
+            model_config=meta["config"],
+            head=head_of(meta),
+            labels=_strings(meta.get("labels")),
+            vocab=_strings(meta.get("vocab")),
+            preprocess=meta.get("preprocess"),
+            columns=_strings(meta.get("columns")),
+            source=Source(
+                ckpt.sha256,
+                checkpoint=str(ckpt.path.resolve()),
+                data=meta["data"],
+                metrics=meta["metrics"],
+            ),
+        ),
         real=real,
         real_note=note,
         atol=tolerance.atol,
@@ -99,20 +104,24 @@ def plan_from_module(
     return Plan(
         flat,
         contract,
-        {
-            "task": task,
-            "model": {"name": type(module).__name__, "config": None},
-            "head": None,
-            "labels": labels,
-            "vocab": vocab,
-            "preprocess": preprocess,
-            "token_input": contract.token_input,
-            "input_tree": pytree.treespec_dumps(flat.in_spec),
-            "source": {"module": type(module).__qualname__, "sha256": module_digest(module)},
-        },
+        Manifest(
+            task=task,
+            graph=GRAPH,
+            contract=contract,
+            model=type(module).__name__,
+            labels=_strings(labels),
+            vocab=_strings(vocab),
+            preprocess=preprocess,
+            input_tree=pytree.treespec_dumps(flat.in_spec),
+            source=Source(module_digest(module), module=type(module).__qualname__),
+        ),
         [],
         "no real data for a user module",
     )
+
+
+def _strings(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(str(v) for v in values)
 
 
 def module_digest(module: torch.nn.Module) -> str:

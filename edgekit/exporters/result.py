@@ -52,12 +52,3 @@ class ExportResult:
 
     def __len__(self) -> int:
         return 2
-
-
-def runtime_document(manifest: Manifest) -> dict[str, Any]:
-    """The manifest as the runtime functions that still take a document read it (golden replay,
-    the TensorRT backend, the data description): a view at a precision keeps its precision,
-    optimisation level and per-case bounds. Transitional: goes when they take a Manifest."""
-    view = {"precision": manifest.precision, "optimization": manifest.optimization,
-            "case_atol": dict(manifest.case_atol)}  # fmt: skip
-    return {**manifest.to_json(), **view}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.models.registry import MODELS
 
@@ -40,16 +41,16 @@ class Split:
         return next(iter(self.test.values()))
 
 
-def meta_of_manifest(manifest: dict[str, Any]) -> dict[str, Any] | None:
+def meta_of_manifest(manifest: Manifest) -> dict[str, Any] | None:
     """The checkpoint metadata `data_split` needs, as a bundle's manifest keeps it (zoo bundles)."""
-    source = manifest.get("source", {})
-    if "data" not in source:
+    source = manifest.source
+    if source is None or source.data is None:
         return None  # a user module: no data description
     return {
-        "model": manifest["model"]["name"],
-        "data": source["data"],
-        "preprocess": manifest.get("preprocess"),
-        "vocab": manifest.get("vocab"),
+        "model": manifest.model,
+        "data": source.data,
+        "preprocess": manifest.preprocess,
+        "vocab": None if manifest.vocab is None else list(manifest.vocab),
     }
 
 

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekit.bench.runner import interleaved_medians
 from edgekit.bundle.io import IOContract
 from edgekit.models.charlm import CharLM
 from edgekit.models.registry import entry_of
@@ -33,6 +32,7 @@ from edgekit.parity import compare_outputs
 from edgekit.rollout import rollout
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.onnxruntime import OrtBackend
+from edgekit.timing import interleaved_medians
 
 STEP_GRAPH = "model.step.onnx"
 KIND = {"lstm": "lstm", "scratch-lstm": "lstm", "gru": "gru", "rnn": "rnn", "scratch-rnn": "rnn"}

@@ -32,8 +32,8 @@ def verify_bundle(
             )
         checkpoint = source.checkpoint
     plan = plan_from_checkpoint(checkpoint)
-    # plan.manifest is the plan's own dict of fields (plan.py), not a bundle's manifest
-    if plan.manifest["source"]["sha256"] != (source.sha256 if source is not None else None):
+    planned = plan.described.source
+    if (planned.sha256 if planned else None) != (source.sha256 if source is not None else None):
         raise InputError(
             f"checkpoint {checkpoint} is not this bundle's source (its sha256 differs "
             "from the manifest's source.sha256)"
@@ -99,7 +99,6 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
     """Every variant of `bundle`, checked again (no timing: speed is not a verdict)."""
     from edgekit.exporters.quantize.data import data_split_of
     from edgekit.exporters.quantize.gates import measure
-    from edgekit.exporters.result import runtime_document
     from edgekit.files import sha256_file
     from edgekit.runtimes.golden import replay
 
@@ -117,7 +116,7 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
         backend = OrtBackend(
             bundle / v.file, manifest.contract, optimization=seen.optimization, step_graph=step
         )
-        report = replay(bundle, runtime_document(seen), backend)
+        report = replay(bundle, seen, backend)
         gates = measure(
             bundle,
             manifest,

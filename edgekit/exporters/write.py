@@ -16,11 +16,10 @@ import torch
 
 from edgekit.bundle.directory import Bundle, write_manifest
 from edgekit.bundle.io import IOContract
-from edgekit.bundle.manifest import Manifest
+from edgekit.bundle.manifest import GRAPH
 from edgekit.bundle.parts import (
     ExporterRecord,
     ParityRecord,
-    Source,
     StepGraph,
     Tolerance,
 )
@@ -48,8 +47,6 @@ from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
-
-GRAPH = "model.onnx"
 
 
 def bundle_from_checkpoint(
@@ -122,19 +119,9 @@ def export(
     return write_bundle(plan, out, options)
 
 
-def write_bundle(
-    plan: Plan,
-    out: str | Path,
-    options: ExportOptions | str | None = None,
-    *legacy: Any,
-) -> ExportResult:
-    """Export `plan` into `out` as `options` say. (The older loose form, `exporter, opset, atol,
-    rtol, force, steps` in that order, is still taken while the CLI moves to ExportOptions.)"""
-    if isinstance(options, str):
-        opset, atol, rtol, force, steps = legacy
-        options = ExportOptions(options, opset, Tolerance(atol, rtol), force, steps)
-    elif options is None:
-        options = ExportOptions()
+def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = None) -> ExportResult:
+    """Export `plan` into `out` as `options` say; nothing is written unless parity passes."""
+    options = options or ExportOptions()
     out = Path(out)
     exporter, opset, steps = options.exporter, options.opset, options.steps
     atol, rtol = options.tolerance.atol, options.tolerance.rtol
@@ -193,7 +180,7 @@ def write_bundle(
             )
         golden = write_golden(tmp, plan, reference, steps)
         step_record = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
-        described = _described(plan)
+        described = plan.described
         import edgekit
 
         finalize_graph(
@@ -218,32 +205,6 @@ def write_bundle(
         )
         written = write_manifest(tmp, manifest)
     return ExportResult(Bundle(out, written), report)
-
-
-def _described(plan: Plan) -> Manifest:
-    """The manifest's description of the model (task, model, labels, source, ...), from the
-    fields the plan gathered: everything but what the export itself measures."""
-    fields = plan.manifest
-    model = fields.get("model") or {}
-    source = fields.get("source")
-    return Manifest(
-        task=fields["task"],
-        graph=GRAPH,
-        contract=plan.contract,
-        model=str(model.get("name", "")),
-        model_config=model.get("config"),
-        head=fields.get("head"),
-        labels=_strings(fields.get("labels")),
-        vocab=_strings(fields.get("vocab")),
-        preprocess=fields.get("preprocess"),
-        columns=_strings(fields.get("columns")),
-        input_tree=fields.get("input_tree"),
-        source=Source.from_json(source) if source else None,
-    )
-
-
-def _strings(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(str(v) for v in value)
 
 
 def _candidates(exporter: str, contract: IOContract) -> list[str]:

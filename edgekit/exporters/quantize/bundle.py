@@ -35,7 +35,6 @@ from edgekit.exporters.quantize.data import (
     held_out_from,
 )
 from edgekit.exporters.quantize.search import Job
-from edgekit.exporters.result import runtime_document
 from edgekit.files import atomic_directory, sha256_file
 from edgekit.runtimes.onnxruntime import OrtBackend
 
@@ -208,7 +207,7 @@ def _case_tolerances(
     contract = read.contract
     backend = OrtBackend(graph, contract, optimization=variant.optimization, step_graph=step)
     at_variant = dataclasses.replace(read.manifest, tolerance=variant.tolerance)
-    report = replay(read.path, runtime_document(at_variant), backend)
+    report = replay(read.path, at_variant, backend)
     floor = float(variant.tolerance.atol)
     bounds = {}
     for case in report.cases:

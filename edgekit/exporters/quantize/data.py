@@ -19,8 +19,7 @@ CALIBRATION_ROWS = 128
 
 
 def data_split_of(manifest: Manifest | Mapping[str, Any]) -> tuple[Split | None, str]:
-    # meta_of_manifest (samples.py) still reads the document
-    meta = meta_of_manifest(Manifest.of(manifest).to_json())
+    meta = meta_of_manifest(Manifest.of(manifest))
     if meta is None:
         return None, "no data description (a user module): golden records and --calibration only"
     try:
