@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.layout import Layout
-
 Feeds = Mapping[str, np.ndarray]
 RunFn = Callable[[Feeds], Mapping[str, np.ndarray]]
 
@@ -229,59 +227,3 @@ def compare_case(
     except Exception as exc:  # the candidate's own error is the finding
         return CaseResult(case, [], error_line(exc))
     return CaseResult(case, compare_outputs(expected, got, atol, rtol))
-
-
-def rollout(
-    reference: RunFn,
-    candidate: RunFn,
-    prompt: np.ndarray,  # (1, T0) token ids
-    layout: Layout,
-    steps: int,
-    atol: float,
-    rtol: float = 1e-3,
-) -> RolloutResult:
-    """Prefill the prompt, then `steps` greedy one-token calls. Each side carries its own state;
-    both are fed the reference's greedy token (teacher forcing), so a near tie that flips one choice
-    does not send the two down different texts. It passes when no greedy choice differs where the
-    reference's choice was clear (top-2 margin above the logit tolerance), and the logits and every
-    state tensor stay within atol-scale noise plus rtol times their own magnitude."""
-    token = layout.tokens.name
-
-    def call(run: RunFn, ids: np.ndarray, state: Feeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        out = run({token: layout.token_feed(ids), **state})
-        return layout.last_logits(out[layout.logits.name]), layout.state_after(dict(out))
-
-    drift: list[float] = []
-    logit_diff = logit_scale = 0.0
-    mismatch: int | None = None
-    decisive: int | None = None
-    per_state = {s.input: [0.0, 0.0] for s in layout.state}
-    ref_logits, ref_state = call(reference, prompt, layout.zero_state(1))
-    try:
-        cand_logits, cand_state = call(candidate, prompt, layout.zero_state(1))
-    except Exception as exc:  # the candidate's own error is the finding
-        return RolloutResult(steps, drift, float("inf"), 0, float("inf"), False, error_line(exc))
-    for step in range(steps):
-        scale = float(np.abs(ref_logits).max())
-        logit_scale = max(logit_scale, scale)
-        logit_diff = max(logit_diff, float(np.abs(ref_logits - cand_logits).max()))
-        ref_tok, cand_tok = ref_logits.argmax(-1), cand_logits.argmax(-1)  # (1,)
-        if not np.array_equal(ref_tok, cand_tok):
-            mismatch = step if mismatch is None else mismatch
-            if decisive is None and clear_choice(ref_logits[0], atol, rtol, scale):
-                decisive = step
-        ref_logits, ref_state = call(reference, ref_tok[:, None], ref_state)
-        try:
-            cand_logits, cand_state = call(candidate, ref_tok[:, None], cand_state)
-        except Exception as exc:  # e.g. a graph whose time axis was frozen at export
-            error = f"step {step}: {error_line(exc)}"
-            return RolloutResult(steps, drift, float("inf"), mismatch, float("inf"), False, error)
-        for name, (worst, size) in per_state.items():
-            gap = float(np.abs(ref_state[name] - cand_state[name]).max())
-            per_state[name] = [max(worst, gap), max(size, float(np.abs(ref_state[name]).max()))]
-        drift.append(max(float(np.abs(ref_state[i] - cand_state[i]).max()) for i in ref_state))
-    final = drift[-1] if drift else 0.0
-    passed = rollout_passed(decisive, per_state, logit_diff, logit_scale, atol, rtol)
-    return RolloutResult(
-        steps, drift, logit_diff, mismatch, final, passed, "", per_state, logit_scale, decisive
-    )

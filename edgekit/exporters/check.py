@@ -15,7 +15,8 @@ from edgekit.bundle.io import BATCH, TIME, IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.onnx import EXPORTERS
 from edgekit.exporters.plan import Plan
-from edgekit.parity import ParityReport, compare_case, error_line, recorded, rollout
+from edgekit.parity import ParityReport, compare_case, error_line, recorded
+from edgekit.rollout import rollout
 from edgekit.runtimes.base import Backend
 
 PROMPT_LENGTH = 16  # tokens of real (or random) text before the rollout's greedy steps
@@ -67,7 +68,10 @@ def parity_suite(
             if plan.real
             else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
         )
-        report.rollout = rollout(reference.run, candidate.run, prompt, layout, steps, atol, rtol)
+        # the path generation takes on both sides: prefill, then one-token steps
+        report.rollout = rollout(
+            reference.stepper(1), candidate.stepper(1), atol, rtol, prompt, steps
+        )
     return report
 
 

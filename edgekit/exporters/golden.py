@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.bundle.layout import Layout
 from edgekit.bundle.parts import Golden, GoldenCase
 from edgekit.exporters.check import PROMPT_LENGTH, SHAPE_CASES, size_label
 from edgekit.exporters.plan import Plan
+from edgekit.rollout import trace
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.golden import inputs_digest
 
@@ -83,7 +83,7 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
             if plan.real
             else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
         )
-        arrays |= _greedy_record(reference, layout, np.asarray(prompt, np.int64), steps)
+        arrays |= _greedy_record(reference, np.asarray(prompt, np.int64), steps)
         rollout_steps = steps
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
@@ -91,26 +91,12 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
     return Golden(GOLDEN, tuple(cases), rollout_steps, len(buffer.getvalue()))
 
 
-def _greedy_record(
-    reference: Backend, layout: Layout, prompt: np.ndarray, steps: int
-) -> dict[str, np.ndarray]:
-    """The reference's own greedy rollout: tokens chosen, last-step logits, final state."""
-    state = layout.zero_state(1)
-    logits_rows, tokens = [], []
-    ids = prompt
-    for _ in range(steps + 1):
-        out = reference.run({layout.tokens.name: layout.token_feed(ids), **state})
-        logits = layout.last_logits(out[layout.logits.name])  # (1, V)
-        state = layout.state_after(out)
-        logits_rows.append(logits[0].astype(np.float32))
-        token = int(logits[0].argmax())
-        tokens.append(token)
-        ids = np.array([[token]], np.int64)
-    # call 0 fed the prompt, call k the token chosen at call k - 1: `state` now follows the prompt
-    # and `steps` tokens, and logits_rows[k] is what call k saw
+def _greedy_record(reference: Backend, prompt: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+    """The reference's own greedy rollout: tokens chosen, logits after every call, final state."""
+    run = trace(reference.stepper(1), prompt, steps, every_state=False)
     return {
-        "rollout/prompt": prompt,
-        "rollout/tokens": np.array(tokens[:steps], np.int64),
-        "rollout/logits": np.stack(logits_rows),  # (steps + 1, V)
-        **{f"rollout/state/{name}": value for name, value in state.items()},
+        "rollout/prompt": run.prompt,
+        "rollout/tokens": run.tokens,
+        "rollout/logits": run.logits,  # (steps + 1, V)
+        **{f"rollout/state/{name}": value for name, value in run.states[-1].items()},
     }

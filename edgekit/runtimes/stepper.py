@@ -11,7 +11,7 @@ Layout, so a graph with another axis order is handled there, not here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -50,16 +50,6 @@ def greedy(stepper: Stepper) -> Callable[[], np.ndarray]:
     """One greedy step of every stream (the one rollout's advance): the argmax of the last logits
     is fed back."""
     return Rollout(stepper).advance
-
-
-def teacher_forced(stepper: Any, prompt: np.ndarray, tokens: np.ndarray) -> Iterator[np.ndarray]:
-    """Logits (V,) after prefilling `prompt` (1, T), then after each of `tokens` fed in turn: the
-    path generation takes (prefill on the sequence graph, steps on the step graph if any). Each
-    yielded row is a view the next step overwrites."""
-    yield stepper.prefill(prompt)[0]
-    for token in tokens:
-        stepper.next_tokens[0] = token
-        yield stepper.step()[0]
 
 
 class StepBuffers:

@@ -31,8 +31,9 @@ from edgekit.bundle.io import IOContract
 from edgekit.bundle.layout import Layout
 from edgekit.bundle.manifest import Manifest
 from edgekit.exporters.samples import Split
+from edgekit.rollout import trace
+from edgekit.runtimes.golden import stored_trace
 from edgekit.runtimes.onnxruntime import OrtBackend
-from edgekit.runtimes.stepper import teacher_forced
 from edgekit.timing import interleaved_medians
 
 SMALL_HELD_OUT = 200  # below this many rows, one example is a coarser step than the accuracy bar
@@ -189,22 +190,17 @@ def _classes(out: np.ndarray) -> np.ndarray:
 def _language_model(run: _Run, layout: Layout) -> None:
     gates, failures, golden, bars, split = run.gates, run.failures, run.golden, run.bars, run.split
     fp32, variant = run.fp32, run.variant
-    prompt, tokens, logits = (golden[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
-    # the path generation takes: prefill, then steps (on the variant's step graph if it has one)
-    stepper = variant.stepper(1)
-    agree = sum(
-        int(got.argmax() == logits[step].argmax())
-        for step, got in enumerate(teacher_forced(stepper, prompt, tokens))
-    )
-    state = stepper.get_state()
-    gates["top1_agreement"] = agree / (len(tokens) + 1)  # teacher-forced on torch's rollout
+    torch_run = stored_trace(golden)
+    prompt, tokens = torch_run.prompt, torch_run.tokens
+    # the path generation takes: prefill, then steps (on the variant's step graph if it has one),
+    # teacher-forced on torch's rollout
+    seen = trace(variant.stepper(1), prompt, forced=tokens, every_state=False)
+    agree = int((seen.logits.argmax(-1) == torch_run.logits.argmax(-1)).sum())
+    gates["top1_agreement"] = agree / (len(tokens) + 1)
+    state = seen.states[-1]
     gates["state_drift"] = {  # after the whole rollout, relative to the state's magnitude
         name: float(np.abs(state[name] - want).max() / max(float(np.abs(want).max()), 1e-12))
-        for name, want in (
-            (k[len("rollout/state/") :], v)
-            for k, v in golden.items()
-            if k.startswith("rollout/state/")
-        )
+        for name, want in torch_run.states[-1].items()
     }
     gates["first_greedy_divergence"] = _divergence(variant, prompt, tokens)
     gates["rollout_steps"] = len(tokens)
@@ -240,15 +236,9 @@ def _language_model(run: _Run, layout: Layout) -> None:
 
 def _divergence(variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray) -> int | None:
     """The first step where the variant's own greedy choice leaves torch's (None: never)."""
-    stepper = variant.stepper(1)
-    logits = stepper.prefill(prompt)
-    for step, want in enumerate(tokens):
-        token = int(logits[0].argmax())
-        if token != int(want):
-            return step
-        stepper.next_tokens[0] = token
-        logits = stepper.step()
-    return None
+    own = trace(variant.stepper(1), prompt, len(tokens), every_state=False).tokens  # free, greedy
+    left = np.flatnonzero(own != tokens)
+    return int(left[0]) if left.size else None
 
 
 def _stream_logits(
@@ -257,8 +247,7 @@ def _stream_logits(
     """Logits (N, V) for one stream of token ids (N,), state carried across chunks. A backend
     with a step graph is stepped token by token: that graph is what its generation runs on."""
     if backend.step_session is not None:
-        stepper = backend.stepper(1)
-        return np.stack([row.copy() for row in teacher_forced(stepper, text[None, :1], text[1:])])
+        return trace(backend.stepper(1), text[None, :1], forced=text[1:], every_state=False).logits
     state, rows = layout.zero_state(1), []
     for start in range(0, len(text), chunk):
         ids = text[None, start : start + chunk]
