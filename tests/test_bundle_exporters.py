@@ -11,6 +11,7 @@ import edgekit
 from edgekit.bundle import Bundle, Golden, Manifest, Tolerance
 from edgekit.bundle.parts import ExporterRecord, ParityRecord, Source
 from edgekit.errors import InputError
+from edgekit.exporters.module_io import Declarations
 from edgekit.exporters.plan import plan_from_module
 from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.exporters.write import write_bundle
@@ -71,7 +72,7 @@ def test_the_written_manifest_is_built_from_typed_parts(exported: ExportResult) 
 
 def test_write_bundle_takes_one_options_object(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    plan = plan_from_module(Affine().eval(), torch.randn(2, 4), dynamic_axes=AXES)
+    plan = plan_from_module(Affine().eval(), torch.randn(2, 4), Declarations(dynamic_axes=AXES))
     options = ExportOptions("torchscript", None, Tolerance(2e-4, 1e-3), False, 0)
     typed = write_bundle(plan, tmp_path / "a", options)
     assert typed.manifest.exporter is not None and typed.manifest.exporter.name == "torchscript"

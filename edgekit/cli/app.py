@@ -90,10 +90,10 @@ def _setup(
 
 
 def load_bundle(bundle: Path, device: str, precision: str = "fp32") -> Any:
-    """edgekit.load for a command; with device auto, say on stderr which device was chosen."""
-    import edgekit
+    """The runtime's load for a command; with device auto, say on stderr which device was chosen."""
+    from edgekit.runtimes.loader import load
 
-    model = edgekit.load(bundle, device=device, precision=precision)
+    model = load(bundle, device=device, precision=precision)
     if device == "auto":
         typer.echo(f"device: {model.device} (auto)", err=True)
     return model

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -128,20 +129,30 @@ def _shape(
     return tuple(shape)
 
 
+@dataclass(frozen=True)
+class Declarations:
+    """What a user says about a module's I/O and task (see `edgekit.export`); the rest is read
+    from one run of the module on its example inputs."""
+
+    input_names: Sequence[str] | None = None  # default: the inputs' pytree paths ("input.0")
+    output_names: Sequence[str] | None = None
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None  # {"tokens": {0: "batch"}}
+    state_pairs: Sequence[tuple[str, str]] | None = None  # [("state_in.h", "state_out.h")]
+    axes: Mapping[str, Mapping[str, Any]] | None = None  # {"seq": {"role": "time", "min": 5}}
+    int_ranges: Mapping[str, tuple[int, int]] | None = None  # {"ids": (0, 1000)}
+    task: str = "generic"
+    labels: Sequence[str] | None = None
+    vocab: Sequence[str] | None = None  # the token of each id
+    preprocess: Mapping[str, Any] | None = None
+
+
 def describe_module(
-    module: nn.Module,
-    example_inputs: Any,
-    *,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-    state_pairs: Sequence[tuple[str, str]] | None = None,
-    axes: Mapping[str, Mapping[str, Any]] | None = None,
-    int_ranges: Mapping[str, tuple[int, int]] | None = None,
-    vocab: Sequence[str] | None = None,
-    task: str = "generic",
+    module: nn.Module, example_inputs: Any, declared: Declarations = Declarations()
 ) -> tuple[FlatIO, IOContract]:
     """The flat module to export and its I/O contract; every mistake is one InputError."""
+    input_names, output_names = declared.input_names, declared.output_names
+    dynamic_axes, state_pairs, axes = declared.dynamic_axes, declared.state_pairs, declared.axes
+    int_ranges, vocab, task = declared.int_ranges, declared.vocab, declared.task
     if not isinstance(module, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if task not in TASKS:
@@ -175,15 +186,15 @@ def describe_module(
         TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes)) for n, t in outs.items()
     ]
 
-    declared = dict(axes or {})
-    undeclared = [d for d in declared if d not in sizes]
+    roles = dict(axes or {})
+    undeclared = [d for d in roles if d not in sizes]
     if undeclared:
         raise InputError(
             f"axes {undeclared} are not dynamic axes of any input or output (those are {sorted(sizes)})"
         )
     axis_specs = {}
     for dim, (size, _) in sizes.items():
-        extra = dict(declared.get(dim, {}))
+        extra = dict(roles.get(dim, {}))
         if not isinstance(extra, Mapping):
             raise InputError(f"axes[{dim!r}] must be a dict such as {{'role': 'time', 'min': 5}}")
         if "example" not in extra and size >= max(2, int(extra.get("min", 1))):

@@ -7,6 +7,7 @@ describe it, and the real inputs parity should replay. Nothing is written here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from torch.utils import _pytree as pytree
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import GRAPH, Manifest
 from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source
-from edgekit.exporters.module_io import describe_module
+from edgekit.exporters.module_io import Declarations, describe_module
 from edgekit.exporters.samples import Sample, real_samples
 from edgekit.models.flat import export_module
 from edgekit.models.registry import contract_of, get_model, head_of
@@ -74,44 +75,21 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
 
 
 def plan_from_module(
-    module: torch.nn.Module,
-    example_inputs: Any,
-    *,
-    input_names: list[str] | None = None,
-    output_names: list[str] | None = None,
-    dynamic_axes: dict[str, dict[int, str]] | None = None,
-    state_pairs: list[tuple[str, str]] | None = None,
-    axes: dict[str, dict[str, Any]] | None = None,
-    int_ranges: dict[str, tuple[int, int]] | None = None,
-    task: str = "generic",
-    labels: list[str] | None = None,
-    vocab: list[str] | None = None,
-    preprocess: dict[str, Any] | None = None,
+    module: torch.nn.Module, example_inputs: Any, declared: Declarations = Declarations()
 ) -> Plan:
     """A user's module: its contract is read from one run on the example inputs (module_io.py)."""
-    flat, contract = describe_module(
-        module,
-        example_inputs,
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_axes=dynamic_axes,
-        state_pairs=state_pairs,
-        axes=axes,
-        int_ranges=int_ranges,
-        vocab=vocab,
-        task=task,
-    )
+    flat, contract = describe_module(module, example_inputs, declared)
     return Plan(
         flat,
         contract,
         Manifest(
-            task=task,
+            task=declared.task,
             graph=GRAPH,
             contract=contract,
             model=type(module).__name__,
-            labels=_strings(labels),
-            vocab=_strings(vocab),
-            preprocess=preprocess,
+            labels=_strings(declared.labels),
+            vocab=_strings(declared.vocab),
+            preprocess=declared.preprocess,
             input_tree=pytree.treespec_dumps(flat.in_spec),
             source=Source(module_digest(module), module=type(module).__qualname__),
         ),
@@ -120,7 +98,7 @@ def plan_from_module(
     )
 
 
-def _strings(values: list[str] | None) -> tuple[str, ...] | None:
+def _strings(values: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(str(v) for v in values)
 
 

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.exporters.module_io import Declarations
 from edgekit.exporters.plan import Plan, plan_from_module
 
-DESCRIPTION_KEYS = (
-    "input_names",
-    "output_names",
-    "dynamic_axes",
-    "state_pairs",
-    "axes",
-    "int_ranges",
-    "task",
-    "labels",
-    "vocab",
-    "preprocess",
-)
+DESCRIPTION_KEYS = tuple(f.name for f in fields(Declarations))  # what a factory may return
 
 
 def load_factory(spec: str) -> Any:
@@ -75,7 +66,7 @@ def plan_from_factory(spec: str, weights: Path | None = None) -> Plan:
     module = made.pop("module")
     if weights is not None:
         load_weights(module, weights)
-    return plan_from_module(module, made.pop("example_inputs"), **made)
+    return plan_from_module(module, made.pop("example_inputs"), Declarations(**made))
 
 
 def load_weights(module: Any, path: Path) -> None:

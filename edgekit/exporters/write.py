@@ -27,6 +27,7 @@ from edgekit.errors import CheckFailed, InputError
 from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
 from edgekit.exporters.diverge import diagnose
 from edgekit.exporters.golden import write_golden
+from edgekit.exporters.module_io import Declarations
 from edgekit.exporters.onnx import (
     DEFAULT_OPSET,
     EXPORTERS,
@@ -47,6 +48,7 @@ from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
+from edgekit.version import __version__
 
 
 def bundle_from_checkpoint(
@@ -101,20 +103,11 @@ def export(
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
     """
-    plan = plan_from_module(
-        module,
-        example_inputs,
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_axes=dynamic_axes,
-        state_pairs=state_pairs,
-        axes=axes,
-        int_ranges=int_ranges,
-        task=task,
-        labels=labels,
-        vocab=vocab,
-        preprocess=preprocess,
-    )
+    declared = Declarations(
+        input_names, output_names, dynamic_axes, state_pairs, axes, int_ranges,
+        task, labels, vocab, preprocess,
+    )  # fmt: skip
+    plan = plan_from_module(module, example_inputs, declared)
     options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)
     return write_bundle(plan, out, options)
 
@@ -181,12 +174,10 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
         golden = write_golden(tmp, plan, reference, steps)
         step_record = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
         described = plan.described
-        import edgekit
-
         finalize_graph(
             graph,
             {
-                "edgekit_version": edgekit.__version__,
+                "edgekit_version": __version__,
                 "source_sha256": described.source.sha256 if described.source else "",
                 "task": described.task,
             },
@@ -225,10 +216,8 @@ def _versions() -> dict[str, str]:
     import onnxruntime
     import onnxscript
 
-    import edgekit
-
     return {
-        "edgekit": edgekit.__version__,
+        "edgekit": __version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxscript": onnxscript.__version__,

@@ -92,7 +92,7 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         return Response(status_code=200)
 
     async def server_metadata(request: Request) -> Any:
-        from edgekit import __version__
+        from edgekit.version import __version__
 
         extensions = ["binary_tensor_data", "sequence", "statistics", "generate"]
         return JSONResponse({"name": "edgekit", "version": __version__, "extensions": extensions})

@@ -15,10 +15,10 @@ def library_versions() -> dict[str, str]:
     import numpy
     import torch
 
-    import edgekit
+    from edgekit.version import __version__
 
     return {
-        "edgekit": edgekit.__version__,
+        "edgekit": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
