@@ -49,8 +49,8 @@ def test_quality_delta_reads_the_variant_gates(tiny_bundles: dict[str, Path]) ->
     assert quality_delta(base.with_variant(variant), "fp16") == ""
 
 
-def test_a_generate_request_carries_one_sampling() -> None:
-    from edgekit.runtimes.decode import Sampling
+def test_a_generate_request_carries_one_generation() -> None:
+    from edgekit.runtimes.decode import Generation, Sampling
     from edgekit.serve.generate import _request
 
     # a served model as _request sees it: its name, manifest, generator and sequences
@@ -59,13 +59,9 @@ def test_a_generate_request_carries_one_sampling() -> None:
     )
     body = {"text_input": "ab", "parameters": {"max_tokens": 7, "temperature": 0.5, "top_k": 3,
                                                 "seed": 1, "stop": "x"}}  # fmt: skip
-    generator, request = _request(served, json.dumps(body).encode())
-    assert generator == "the generator" and request.prompt == "ab"
-    assert request.sampling == Sampling(0.5, 3, None)
-    assert request.keywords() == {
-        "max_new_tokens": 7, "temperature": 0.5, "top_k": 3, "top_p": None, "seed": 1,
-        "stop": "x",
-    }  # fmt: skip
+    generator, prompt, options = _request(served, json.dumps(body).encode())
+    assert generator == "the generator" and prompt == "ab"
+    assert options == Generation(7, Sampling(0.5, 3, None), 1, "x")
     served.manifest = SimpleNamespace(task="classify")
     with pytest.raises(InputError, match="lm is a classify model; generate needs text"):
         _request(served, json.dumps(body).encode())

@@ -198,17 +198,16 @@ def generate(
     precision: PrecisionOption = "fp32",
 ) -> None:
     """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
-    from edgekit.runtimes.decode import Sampling
-    from edgekit.serve.generate import GenerateRequest
+    from edgekit.runtimes.decode import Generation, Sampling
 
     model = load_bundle(bundle, device, precision)
     if model.task != "generate":
         fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
-    request = GenerateRequest(prompt, max_new_tokens, Sampling(temperature, top_k, top_p), seed)
+    options = Generation(max_new_tokens, Sampling(temperature, top_k, top_p), seed)
     if stream:
         typer.echo(prompt, nl=False)
-        for ch in model.stream(prompt, **request.keywords()):
+        for ch in model.stream(prompt, options=options):
             typer.echo(ch, nl=False)
         typer.echo()
     else:
-        typer.echo(prompt + model.generate(prompt, **request.keywords()))
+        typer.echo(prompt + model.generate(prompt, options=options))

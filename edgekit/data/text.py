@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.bundle.vocab import Vocabulary
 from edgekit.errors import InputError
 from edgekit.files import require_file, sha256_bytes
 
@@ -44,28 +45,23 @@ def read_corpus(path: str | Path) -> Corpus:
     )
 
 
-class Vocab:
-    """Characters <-> ids, in sorted order so the same corpus always gives the same ids."""
+class Vocab(Vocabulary):
+    """A corpus's characters <-> ids, in sorted order so the same corpus always gives the same ids
+    (the bundle's Vocabulary, which export records and the runtime reads back)."""
 
     def __init__(self, chars: list[str]) -> None:
+        super().__init__(chars)
         self.chars = list(chars)
-        self.index = {ch: i for i, ch in enumerate(self.chars)}
 
     @classmethod
     def from_text(cls, text: str) -> Vocab:
         return cls(sorted(set(text)))
-
-    def __len__(self) -> int:
-        return len(self.chars)
 
     def encode(self, text: str) -> np.ndarray:
         try:
             return np.array([self.index[ch] for ch in text], dtype=np.int64)
         except KeyError as exc:
             raise InputError(f"character {exc.args[0]!r} is not in the vocabulary") from None
-
-    def decode(self, ids: np.ndarray | list[int]) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
 
 
 def check_corpus(text: str, seq_len: int) -> None:

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.bundle.vocab import Vocabulary
+from edgekit.errors import InputError
 from edgekit.rollout import Rollout, Stepper
-from edgekit.runtimes.sampling import sample
+from edgekit.runtimes.sampling import check_sampling, check_seed, sample
 
 NO_HITS: tuple[tuple[int, int], ...] = ()
+MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,34 @@ class Sampling:
             np.argmax(logits, axis=-1, out=out)
         else:
             out[...] = sample(logits, self.temperature, self.top_k, self.top_p, rng)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How to generate, as one value: how many tokens, how to pick them, where to stop. The CLI,
+    the server and the Generator's keyword arguments all build one."""
+
+    max_new_tokens: int = 100
+    sampling: Sampling = Sampling()
+    seed: int | None = None
+    stop: str | Sequence[str] | None = None
+
+    def stops(self, streaming: bool = False) -> list[str]:
+        """Validate the options; return the stop strings as a list."""
+        s = self.sampling
+        check_sampling(s.temperature, s.top_k, s.top_p)
+        check_seed(self.seed)
+        if self.max_new_tokens < 0:
+            raise InputError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.max_new_tokens > MAX_HELD_TOKENS and not streaming:
+            raise InputError(
+                f"max_new_tokens {self.max_new_tokens} is more than generate() holds in memory "
+                f"({MAX_HELD_TOKENS}); use stream() (the CLI's --stream) for longer runs"
+            )
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if any(not s for s in stops):
+            raise InputError("stop strings must not be empty")
+        return stops
 
 
 class StopMatcher:

@@ -10,34 +10,9 @@ import numpy as np
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.decode import Decoder, Sampling
+from edgekit.runtimes.decode import Decoder, Generation, Sampling
 from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.sampling import check_sampling, check_seed
-
-MAX_HELD_TOKENS = 1_000_000  # generate() and generate_batch() keep all text; stream() does not
-
-
-def _check_generation(
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    stop: str | Sequence[str] | None,
-    streaming: bool = False,
-) -> list[str]:
-    """Validate generation arguments; return the stop strings as a list."""
-    check_sampling(temperature, top_k, top_p)
-    if max_new_tokens < 0:
-        raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if max_new_tokens > MAX_HELD_TOKENS and not streaming:
-        raise InputError(
-            f"max_new_tokens {max_new_tokens} is more than generate() holds in memory "
-            f"({MAX_HELD_TOKENS}); use stream() (the CLI's --stream) for longer runs"
-        )
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not s for s in stops):
-        raise InputError("stop strings must not be empty")
-    return stops
 
 
 class GenerationSession:
@@ -108,8 +83,8 @@ class Generator(SelfCheck):
                 "this generation bundle has no vocabulary, so text cannot be encoded; export it "
                 "with vocab=[...] (the token of each id), or run it with .backend"
             )
-        self.vocab: list[str] = list(manifest.vocab)
-        self._index = {ch: i for i, ch in enumerate(self.vocab)}
+        self.vocabulary = manifest.vocabulary()
+        self.vocab: list[str] = list(self.vocabulary.tokens)
 
     @property
     def device(self) -> str:
@@ -118,13 +93,14 @@ class Generator(SelfCheck):
     def encode(self, text: str) -> np.ndarray:
         if not text:
             raise InputError("the prompt is empty; give at least one character")
-        unknown = sorted({ch for ch in text if ch not in self._index})
+        index = self.vocabulary.index
+        unknown = sorted({ch for ch in text if ch not in index})
         if unknown:
             raise InputError(
                 f"prompt characters not in the model's vocabulary: {unknown} "
                 f"(the vocabulary has {len(self.vocab)} characters from the training text)"
             )
-        return np.fromiter((self._index[ch] for ch in text), dtype=np.int64, count=len(text))
+        return np.fromiter((index[ch] for ch in text), dtype=np.int64, count=len(text))
 
     def session(self, seed: int | None = None) -> GenerationSession:
         return GenerationSession(self, seed)
@@ -138,17 +114,25 @@ class Generator(SelfCheck):
         top_p: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
+        *,
+        options: Generation | None = None,
     ) -> Iterator[str]:
         """Yield generated characters as they are produced (a stop string itself is not yielded).
+        `options` (a Generation) stands for all the keyword arguments at once.
 
         With stop strings, the last (longest stop - 1) tokens are held back until they can no
         longer begin one."""
-        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop, streaming=True)
-        session = self.session(seed)
-        session.feed(prompt)
-        decoder = Decoder(
-            session._stepper, Sampling(temperature, top_k, top_p), session._rng, stops, self.vocab
+        options = options or Generation(
+            max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
         )
+        stops = options.stops(streaming=True)
+        return self._stream(prompt, options, stops)
+
+    def _stream(self, prompt: str, options: Generation, stops: list[str]) -> Iterator[str]:
+        session = self.session(options.seed)
+        session.feed(prompt)
+        decoder = Decoder(session._stepper, options.sampling, session._rng, stops, self.vocabulary)
+        max_new_tokens = options.max_new_tokens
         matcher, vocab, tokens = decoder.matcher, self.vocab, decoder.tokens
         hold = matcher.window - 1 if matcher.active else 0
         for produced in range(1, max_new_tokens + 1):
@@ -172,10 +156,14 @@ class Generator(SelfCheck):
         top_p: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
+        *,
+        options: Generation | None = None,
     ) -> str:
         """The generated continuation of `prompt` (without the prompt)."""
-        _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
-        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+        options = options or Generation(
+            max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
+        )
+        return "".join(self._stream(prompt, options, options.stops()))
 
     def generate_batch(
         self,
@@ -186,24 +174,24 @@ class Generator(SelfCheck):
         top_p: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
+        *,
+        options: Generation | None = None,
     ) -> list[str]:
         """Advance many independent streams with one batched call per step.
 
         Prompts of different lengths are prefilled in groups of equal length (no padding, which
         would change a recurrent state), then every stream steps together.
         """
-        stops = _check_generation(max_new_tokens, temperature, top_k, top_p, stop)
-        check_seed(seed)
+        options = options or Generation(
+            max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
+        )
+        stops = options.stops()
+        max_new_tokens = options.max_new_tokens
         if not prompts or not max_new_tokens:
             return [""] * len(prompts)
         stepper = self._prefilled(prompts)
-        decoder = Decoder(
-            stepper,
-            Sampling(temperature, top_k, top_p),
-            np.random.default_rng(seed),
-            stops,
-            self.vocab,
-        )
+        rng = np.random.default_rng(options.seed)
+        decoder = Decoder(stepper, options.sampling, rng, stops, self.vocabulary)
         produced = np.empty((max_new_tokens, len(prompts)), np.int64)  # (steps, B)
         ends: dict[int, tuple[int, int]] = {}  # stream -> (tokens kept, characters then dropped)
         for n in range(max_new_tokens):

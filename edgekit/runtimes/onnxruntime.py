@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
-from edgekit.bundle.io import IOContract
+from edgekit.bundle.io import DTYPES, IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
@@ -113,9 +113,7 @@ def session_options(
     return so
 
 
-ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-             "tensor(uint8)": "uint8", "tensor(bool)": "bool"}  # fmt: skip
+ORT_TYPES = {d.onnx: d.numpy for d in DTYPES.values()}  # "tensor(float)" -> "float32"
 
 
 def check_interface(session: Any, contract: IOContract, path: Any) -> None:

@@ -13,16 +13,15 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.io import BATCH, TIME, IOContract, TensorSpec
+from edgekit.bundle.vocab import Vocabulary
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
-
-UNKNOWN = ("<unk>", "[UNK]", "<UNK>")
 
 
 class TextInput:
     """How a classifier with an integer token input turns text or ids into feeds."""
 
-    def __init__(self, contract: IOContract, vocab: Sequence[str] | None) -> None:
+    def __init__(self, contract: IOContract, vocab: Vocabulary | Sequence[str] | None) -> None:
         self.contract = contract
         self.tokens: TensorSpec = next(t for t in contract.inputs if _is_int(t))
         others = [t for t in contract.inputs if t.name != self.tokens.name]
@@ -43,22 +42,15 @@ class TextInput:
                 f"{self.tokens.name} needs a batch and a length axis, got {list(self.tokens.shape)}"
             )
         self.axes = (self.tokens.shape.index(batch), self.tokens.shape.index(time))
-        self.vocab = list(vocab or [])
-        self.index = {tok: i for i, tok in enumerate(self.vocab)}
-        self.chars = bool(self.vocab) and all(len(tok) == 1 for tok in self.vocab)
-        self.unknown = next((self.index[u] for u in UNKNOWN if u in self.index), None)
+        self.vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary(vocab or ())
         self.range = contract.int_range(self.tokens)
 
     def encode(self, text: str) -> list[int]:
-        if not self.vocab:
+        if not self.vocabulary:
             raise InputError("this bundle has no vocabulary: pass token ids, not text")
-        pieces = list(text) if self.chars else text.split()
-        if not pieces:
+        if not self.vocabulary.pieces(text):
             raise InputError("the text is empty; give at least one token")
-        missing = sorted({p for p in pieces if p not in self.index})
-        if missing and self.unknown is None:
-            raise InputError(f"tokens not in the vocabulary: {missing[:10]} (and no <unk> token)")
-        return [self.index.get(p, self.unknown) for p in pieces]  # type: ignore[misc]
+        return [int(i) for i in self.vocabulary.encode(text)]
 
     def sequences(self, x: Any) -> list[list[int]]:
         """Text, a list of texts, one id sequence, or a batch of id sequences -> id lists."""

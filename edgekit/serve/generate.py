@@ -16,36 +16,18 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.errors import InputError
-from edgekit.runtimes.decode import Sampling
+from edgekit.runtimes.decode import Generation, Sampling
 from edgekit.serve.protocol import json_object
 
 KNOWN = {"max_tokens", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"}
 _DONE = object()
 
 
-@dataclass(frozen=True)
-class GenerateRequest:
-    """A generate request: the prompt, how many tokens, how to pick them, and where to stop."""
-
-    prompt: str
-    max_new_tokens: int = 100
-    sampling: Sampling = field(default_factory=Sampling)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-
-    def keywords(self) -> dict[str, Any]:
-        """The Generator's keyword arguments (generate and stream take the same)."""
-        s = self.sampling
-        return {"max_new_tokens": self.max_new_tokens, "temperature": s.temperature,
-                "top_k": s.top_k, "top_p": s.top_p, "seed": self.seed, "stop": self.stop}  # fmt: skip
-
-
-def _request(model: Any, body: bytes) -> tuple[Any, GenerateRequest]:
-    """(the Generator, the request) of a generate request body."""
+def _request(model: Any, body: bytes) -> tuple[Any, str, Generation]:
+    """(the Generator, the prompt, how to generate) of a generate request body."""
     task = model.manifest.task
     if task != "generate" or model.sequences is None:
         raise InputError(f"{model.name} is a {task} model; generate needs text")
@@ -62,9 +44,8 @@ def _request(model: Any, body: bytes) -> tuple[Any, GenerateRequest]:
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
         raise InputError(f"max_tokens must be an integer, got {max_new_tokens!r}")
     sampling = Sampling(params.get("temperature", 1.0), params.get("top_k"), params.get("top_p"))
-    return model.model, GenerateRequest(
-        request["text_input"], max_new_tokens, sampling, params.get("seed"), params.get("stop")
-    )
+    options = Generation(max_new_tokens, sampling, params.get("seed"), params.get("stop"))
+    return model.model, request["text_input"], options
 
 
 def _event(model: Any, text: str, done: bool = False) -> bytes:
@@ -75,17 +56,15 @@ def _event(model: Any, text: str, done: bool = False) -> bytes:
 
 
 async def generate_once(model: Any, body: bytes, executor: Executor) -> dict[str, Any]:
-    generator, req = _request(model, body)
+    generator, prompt, options = _request(model, body)
     loop = asyncio.get_running_loop()
-    text = await loop.run_in_executor(
-        executor, lambda: generator.generate(req.prompt, **req.keywords())
-    )
+    text = await loop.run_in_executor(executor, lambda: generator.generate(prompt, options=options))
     return {"model_name": model.name, "model_version": "1", "text_output": text}
 
 
 async def generate_events(model: Any, body: bytes) -> AsyncIterator[bytes]:
     """Server-sent events of a streamed generation. A bad request raises before the first event."""
-    generator, req = _request(model, body)
+    generator, prompt, options = _request(model, body)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
@@ -98,7 +77,7 @@ async def generate_events(model: Any, body: bytes) -> AsyncIterator[bytes]:
 
     def produce() -> None:
         try:
-            for ch in generator.stream(req.prompt, **req.keywords()):
+            for ch in generator.stream(prompt, options=options):
                 if stop.is_set():  # the client went away
                     return
                 put(ch)
