@@ -22,6 +22,7 @@ from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import BATCH, DTYPES, IOContract, TensorSpec
 from edgekit.errors import InputError
 from edgekit.files import atomic_directory, refuse_overlap
+from edgekit.serve.triton_graph import state_output_renames, write_renamed
 
 TRITON_TYPES = {name: d.triton for name, d in DTYPES.items()}  # numpy name -> Triton's
 IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit serve` does
@@ -48,9 +49,16 @@ def _tensor(kind: str, spec: TensorSpec, dims: list[int]) -> str:
 
 
 def model_config(
-    name: str, contract: IOContract, platform: str, max_batch: int, extra: str = ""
+    name: str,
+    contract: IOContract,
+    platform: str,
+    max_batch: int,
+    extra: str = "",
+    renamed: dict[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(config.pbtxt text, how batching was set up, in words)."""
+    """(config.pbtxt text, how batching was set up, in words). `renamed`: state outputs as the
+    graph Triton gets names them (triton_graph.py)."""
+    renamed = renamed or {}
     batch = contract.role_axis(BATCH)
     state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
     lines = [f'name: "{name}"\nplatform: "{platform}"\n']
@@ -61,16 +69,17 @@ def model_config(
         for t in contract.inputs:
             if t.name not in state_names:
                 lines.append(_tensor("input", t, _dims(t, batch, False, fixed)))
-        for t in contract.outputs:
-            if t.name not in state_names:
-                lines.append(_tensor("output", t, _dims(t, batch, False, fixed)))
+        for t in contract.outputs:  # Triton compares output dims with the graph's exactly:
+            if t.name not in state_names:  # dynamic stays -1 (a fixed 1 is taken on inputs only)
+                lines.append(_tensor("output", t, _dims(t, batch, False, {})))
         lines.append(f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_US}\n")
         for pair in contract.state:
             spec = contract.spec(pair.input)
             dims = ", ".join(map(str, _dims(spec, batch, False, fixed)))
             kind = TRITON_TYPES[spec.dtype]
+            output = renamed.get(pair.output, pair.output)
             lines.append(
-                f'  state {{\n    input_name: "{pair.input}"\n    output_name: "{pair.output}"\n'
+                f'  state {{\n    input_name: "{pair.input}"\n    output_name: "{output}"\n'
                 f"    data_type: {kind}\n    dims: [{dims}]\n"
                 f'    initial_state {{\n      name: "zeros"\n      data_type: {kind}\n'
                 f"      dims: [{dims}]\n      zero_data: true\n    }}\n  }}\n"
@@ -78,7 +87,11 @@ def model_config(
         lines.append("}\n")
     else:
         tensors = [*contract.inputs, *contract.outputs]
-        batch_first = batch is not None and all(t.shape and t.shape[0] == batch for t in tensors)
+        # batch first on every tensor, each with dims of its own: a (B,) tensor would come back
+        # from Triton as (B, 1) (its reshape rule), so such bundles keep full dims
+        batch_first = batch is not None and all(
+            len(t.shape) > 1 and t.shape[0] == batch for t in tensors
+        )
         lines.append(f"max_batch_size: {max_batch if batch_first else 0}\n")
         for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
             for t in group:
@@ -87,7 +100,7 @@ def model_config(
             lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}\n")
             how = f"max_batch_size {max_batch}, dynamic_batching"
         else:
-            how = "max_batch_size 0 (the batch axis is not first on every tensor)"
+            how = "max_batch_size 0 (the batch axis is not first on every tensor, or a tensor is (B,))"
     return "".join(lines) + extra, how
 
 
@@ -109,9 +122,15 @@ def write_repository(
         raise InputError(f"model name {name!r} must be non-empty, without '/'")
     refuse_overlap(out, bundle)
     models = {}
+    renames = state_output_renames(contract)
     with atomic_directory(out, force) as tmp:
-        config, how = model_config(name, contract, "onnxruntime_onnx", max_batch)
-        _model(tmp / name, config, {"model.onnx": seen.graph})
+        config, how = model_config(name, contract, "onnxruntime_onnx", max_batch, "", renames)
+        if renames:  # Triton would pair the state outputs wrongly: a renamed, checked copy
+            _model(tmp / name, config, {})
+            write_renamed(seen.graph, tmp / name / "1" / "model.onnx", renames, contract)
+            how += f"; state outputs renamed for Triton's state pairing ({len(renames)})"
+        else:
+            _model(tmp / name, config, {"model.onnx": seen.graph})
         models[name] = how
         engines = seen.manifest.engines
         if engines and precision == "fp32":
