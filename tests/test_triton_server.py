@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.user_modules import models as m
 from tests.conftest import train_tiny
 from tests.remote_checks import check_outputs, check_rollout
+from tests.user_modules import models as m
 
 TRITONSERVER = os.environ.get("EDGEKIT_TRITONSERVER", "")
 pytestmark = pytest.mark.skipif(

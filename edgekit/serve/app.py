@@ -3,13 +3,16 @@
     GET  /v2/health/live | /v2/health/ready | /v2
     GET  /v2/models/{name}[/versions/1]            metadata from the manifest
     GET  /v2/models/{name}[/versions/1]/ready
-    POST /v2/models/{name}[/versions/1]/infer      JSON or binary tensors; sequence parameters
-    GET  /v2/models[/{name}]/stats                 batching and sequence counters
+    GET  /v2/models/{name}[/versions/1]/config     the model configuration, as Triton's JSON
+    POST /v2/models/{name}[/versions/1]/infer      JSON or binary tensors; sequence parameters;
+                                                   the classification extension
+    GET  /v2/models[/{name}]/stats                 Triton's statistics (+ batching and sequences)
     POST /v2/models/{name}/generate[_stream]       text in, text out (server-sent events)
 
-Every failure is a JSON `{"error": "..."}` with its status: 400 for a bad request, 404 for an
-unknown model, 413 for a body over the limit, 429 when no sequence slot is free, 500 for a failure
-inside a model; none of them stops the server.
+Every failure, on every route, is a JSON `{"error": "..."}` with its status: 400 for a bad request
+(a batch over --max-batch included), 404 for an unknown model or route, 405 for a wrong method,
+413 for a body over the limit, 429 when no sequence slot is free, 500 for a failure inside a
+model; none of them stops the server.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
     async def server_metadata(request: Request) -> Any:
         from edgekit.version import __version__
 
-        extensions = ["binary_tensor_data", "sequence", "statistics", "generate"]
+        extensions = ["classification", "model_configuration", "binary_tensor_data",
+                      "sequence", "statistics", "generate"]  # fmt: skip
         return JSONResponse({"name": "edgekit", "version": __version__, "extensions": extensions})
 
     async def metadata(request: Request) -> Any:
@@ -104,10 +108,15 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         model_of(request)
         return Response(status_code=200)
 
+    async def config(request: Request) -> Any:
+        return JSONResponse(model_of(request).config())
+
     async def infer(request: Request) -> Any:
         model = model_of(request)
         parsed = parse_request(await body_of(request), request.headers.get(HEADER_LENGTH))
         outputs = await model.infer(parsed.inputs, parsed.parameters)
+        if parsed.classification:
+            outputs = model.classified(outputs, parsed.classification)
         body, headers = encode_response(model.name, parsed, outputs)
         media = "application/octet-stream" if headers else "application/json"
         return Response(body, 200, headers=headers, media_type=media)
@@ -161,11 +170,22 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         routes += [
             Route(base, handled(metadata)),
             Route(f"{base}/ready", handled(ready)),
+            Route(f"{base}/config", handled(config)),
             Route(f"{base}/infer", handled(infer), methods=["POST"]),
             Route(f"{base}/stats", handled(stats)),
             Route(f"{base}/generate", handled(generate), methods=["POST"]),
             Route(f"{base}/generate_stream", handled(generate_stream), methods=["POST"]),
         ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def http_error(request: Request, exc: Any) -> Any:
+        """Starlette's own 404 (no such route) and 405 (wrong method), as JSON like the rest."""
+        what = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed here"}
+        return JSONResponse({"error": what.get(exc.status_code, str(exc.detail))}, exc.status_code)
+
+    from starlette.exceptions import HTTPException
+
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
     app.state.models = models
     return app

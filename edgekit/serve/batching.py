@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.io import BATCH
+from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.serve.stats import Call, ModelStats
 
 
 @dataclass
@@ -28,6 +30,7 @@ class _Pending:
     rows: int
     key: tuple[Any, ...]  # the non-batch shapes: requests with equal keys can share a call
     done: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+    arrival: int = field(default_factory=Call.now)
 
 
 class Batcher:
@@ -45,30 +48,48 @@ class Batcher:
         self.queue: asyncio.Queue[_Pending] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.calls = self.requests = 0  # statistics: backend calls and the requests they served
+        self.stats = ModelStats()  # the same, timed, as Triton reports them
 
     async def submit(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrival = Call.now()
         self.backend.check_feeds(feeds)  # a bad request fails here, alone
         feeds = dict(feeds)
         if not self.batching:
-            return await self._run_alone(feeds)
+            return await self._run_alone(feeds, arrival, 1)
         first, axis = next(iter(self.in_axes.items()))
         assert axis is not None  # self.batching: every input has a batch axis
         rows = feeds[first].shape[axis]
-        if rows >= self.max_batch:
-            return await self._run_alone(feeds)
+        if rows > self.max_batch:  # as Triton refuses a batch over max_batch_size
+            raise InputError(
+                f"{first}: a batch of {rows} rows is more than this model's max_batch_size "
+                f"{self.max_batch} (--max-batch); split it"
+            )
+        if rows == self.max_batch:
+            return await self._run_alone(feeds, arrival, rows)
         key = tuple((n, _without(a.shape, self.in_axes[n])) for n, a in sorted(feeds.items()))
         loop = asyncio.get_running_loop()
         if self.queue is None:
             self.queue = asyncio.Queue()
             self.worker = loop.create_task(self._gather())
-        pending = _Pending(feeds, rows, key, loop.create_future())
+        pending = _Pending(feeds, rows, key, loop.create_future(), arrival)
         await self.queue.put(pending)
         return await pending.done
 
-    async def _run_alone(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def _run_alone(
+        self, feeds: dict[str, np.ndarray], arrival: int, rows: int
+    ) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
         self.calls, self.requests = self.calls + 1, self.requests + 1
-        return await loop.run_in_executor(self.executor, self.backend.run, feeds, False)
+        call = Call([arrival], rows)
+        call.start = call.infer = Call.now()
+        try:
+            out = await loop.run_in_executor(self.executor, self.backend.run, feeds, False)
+        except Exception:
+            self.stats.failed(call.arrivals)
+            raise
+        call.output = call.end = Call.now()
+        self.stats.record(call)
+        return out
 
     async def _gather(self) -> None:
         assert self.queue is not None
@@ -96,18 +117,23 @@ class Batcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
+        call = Call([p.arrival for p in batch], sum(p.rows for p in batch))
+        call.start = Call.now()
         feeds = {
             name: np.concatenate([p.feeds[name] for p in batch], axis=axis)
             for name, axis in self.in_axes.items()
         }
         self.calls, self.requests = self.calls + 1, self.requests + len(batch)
+        call.infer = Call.now()
         try:
             out = await loop.run_in_executor(self.executor, self.backend.run, feeds, False)
         except Exception as exc:  # the call failed: every request in it gets the reason
+            self.stats.failed(call.arrivals)
             for p in batch:
                 if not p.done.done():
                     p.done.set_exception(exc)
             return
+        call.output = Call.now()
         start = 0
         for p in batch:
             rows = slice(start, start + p.rows)
@@ -123,6 +149,8 @@ class Batcher:
                     part[name] = value[tuple(index)]
             if not p.done.done():  # its client may have gone
                 p.done.set_result(part)
+        call.end = Call.now()
+        self.stats.record(call)
 
 
 def _without(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:

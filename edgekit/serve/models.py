@@ -69,7 +69,7 @@ class ServedModel:
     def __init__(self, name: str, bundle: Path, options: ServeOptions, executor: Executor) -> None:
         from edgekit.runtimes.loader import load
 
-        self.name, self.bundle = name, bundle
+        self.name, self.bundle, self.options = name, bundle, options
         self.model = load(
             bundle, device=options.device, threads=options.threads, precision=options.precision
         )
@@ -115,8 +115,41 @@ class ServedModel:
             return dict(await self.sequences.infer(inputs, parameters))
         return await self.batcher.submit(inputs)
 
+    def config(self) -> dict[str, Any]:
+        """The model configuration as Triton's JSON has it: what `edgekit triton` writes into
+        config.pbtxt for this bundle, with this server's batch limit."""
+        from edgekit.serve.triton import triton_config
+
+        config, _ = triton_config(
+            self.name, self.contract, "onnxruntime_onnx", self.options.max_batch
+        )
+        return config
+
+    def classified(
+        self, outputs: dict[str, np.ndarray], classification: Mapping[str, int]
+    ) -> dict[str, np.ndarray]:
+        """Triton's classification extension: each requested output becomes its top K classes
+        along the last axis, as BYTES "score:index[:label]" (labels from the manifest)."""
+        labels = self.manifest.labels
+        out = dict(outputs)
+        for name, k in classification.items():
+            if name not in out:
+                continue  # the unknown name is reported with the others
+            scores = np.asarray(out[name], np.float32)
+            if scores.ndim == 0 or not k >= 1:
+                raise InputError(f"{name}: classification needs K >= 1 and a class axis")
+            top = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+            picked = np.take_along_axis(scores, top, axis=-1)
+            text = np.empty(top.shape, dtype=object)
+            for at in np.ndindex(top.shape):
+                i = int(top[at])
+                label = f":{labels[i]}" if labels is not None and i < len(labels) else ""
+                text[at] = f"{picked[at]:f}:{i}{label}".encode()
+            out[name] = text
+        return out
+
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "version": "1"}
+        out = self.batcher.stats.to_json(self.name)  # Triton's format, for its tools
         out["batching"] = {"requests": self.batcher.requests, "calls": self.batcher.calls}
         if self.sequences is not None:
             out["sequences"] = self.sequences.stats()

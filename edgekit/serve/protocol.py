@@ -38,6 +38,7 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, bool] | None = None  # requested output -> as binary; None: all outputs
     binary_all: bool = False
+    classification: dict[str, int] = field(default_factory=dict)  # output -> top K, as BYTES
 
 
 def v2_datatype(dtype: Any) -> str:
@@ -80,13 +81,21 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     parameters = head.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InputError('"parameters" must be an object')
-    outputs = None
+    outputs, classification = None, {}
     if head.get("outputs") is not None:
         outputs = {}
         for out in head["outputs"]:
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise InputError('each of "outputs" needs a "name"')
-            outputs[out["name"]] = bool((out.get("parameters") or {}).get("binary_data", False))
+            asked = out.get("parameters") or {}
+            outputs[out["name"]] = bool(asked.get("binary_data", False))
+            k = asked.get("classification")
+            if k is not None:
+                if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                    raise InputError(
+                        f"output {out['name']!r}: classification must be an integer >= 1, got {k!r}"
+                    )
+                classification[out["name"]] = k
     rid = head.get("id")
     return InferRequest(
         inputs,
@@ -94,6 +103,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         parameters,
         outputs,
         bool(parameters.get("binary_data_output", False)),
+        classification,
     )
 
 
@@ -143,17 +153,19 @@ def encode_response(
     entries, blobs = [], []
     for name, binary in wanted.items():
         value = np.ascontiguousarray(outputs[name])
+        strings = value.dtype == object  # BYTES: the classification extension's "score:index"
         entry: dict[str, Any] = {
             "name": name,
-            "datatype": v2_datatype(value.dtype),
+            "datatype": "BYTES" if strings else v2_datatype(value.dtype),
             "shape": list(value.shape),
         }
         if binary or request.binary_all:
-            blob = value.tobytes()
+            blob = _bytes_blob(value) if strings else value.tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = value.ravel().tolist()
+            flat = value.ravel().tolist()
+            entry["data"] = [v.decode() for v in flat] if strings else flat
         entries.append(entry)
     head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
     if request.id is not None:
@@ -162,3 +174,8 @@ def encode_response(
     if not blobs:
         return text, {}
     return text + b"".join(blobs), {HEADER_LENGTH: str(len(text))}
+
+
+def _bytes_blob(value: np.ndarray) -> bytes:
+    """BYTES elements in the binary tensor extension: each a 4-byte little-endian length, then it."""
+    return b"".join(len(v).to_bytes(4, "little") + v for v in value.ravel().tolist())

@@ -39,13 +39,105 @@ def _dims(
     return dims
 
 
-def _tensor(kind: str, spec: TensorSpec, dims: list[int]) -> str:
+def _tensor(spec: TensorSpec, dims: list[int]) -> dict[str, Any]:
     if spec.dtype not in TRITON_TYPES:
         raise InputError(f"{spec.name}: dtype {spec.dtype} has no Triton type")
-    return (
-        f'{kind} {{\n  name: "{spec.name}"\n  data_type: {TRITON_TYPES[spec.dtype]}\n'
-        f"  dims: [{', '.join(map(str, dims))}]\n}}\n"
-    )
+    return {"name": spec.name, "data_type": TRITON_TYPES[spec.dtype], "dims": dims}
+
+
+def triton_config(
+    name: str,
+    contract: IOContract,
+    platform: str,
+    max_batch: int,
+    renamed: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """(the model configuration as Triton's JSON has it, how batching was set up, in words).
+    `renamed`: state outputs as the graph Triton gets names them (triton_graph.py)."""
+    renamed = renamed or {}
+    batch = contract.role_axis(BATCH)
+    state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
+    config: dict[str, Any] = {"name": name, "platform": platform}
+    if contract.state:
+        # one stream per sequence: batch fixed at 1 on inputs and state (Triton takes a fixed 1
+        # for a dynamic input dim); outputs keep their dynamic dims, which Triton compares with
+        # the graph exactly; implicit state dims must be fixed
+        fixed = {batch: 1} if batch else {}
+        sizes = contract.sizes(batch=1, time=1)
+        config["max_batch_size"] = 0
+        config["input"] = [
+            _tensor(t, _dims(t, batch, False, fixed))
+            for t in contract.inputs
+            if t.name not in state_names
+        ]
+        config["output"] = [
+            _tensor(t, _dims(t, batch, False, {}))
+            for t in contract.outputs
+            if t.name not in state_names
+        ]
+        states = []
+        for pair in contract.state:
+            spec = contract.spec(pair.input)
+            dims = _dims(spec, batch, False, {**sizes, **fixed})
+            kind = TRITON_TYPES[spec.dtype]
+            states.append(
+                {
+                    "input_name": pair.input,
+                    "output_name": renamed.get(pair.output, pair.output),
+                    "data_type": kind,
+                    "dims": dims,
+                    "initial_state": [
+                        {"name": "zeros", "data_type": kind, "dims": dims, "zero_data": True}
+                    ],
+                }
+            )
+        config["sequence_batching"] = {"max_sequence_idle_microseconds": IDLE_US, "state": states}
+        how = "max_batch_size 0, sequence_batching with implicit state (batch 1 per sequence)"
+    else:
+        tensors = [*contract.inputs, *contract.outputs]
+        # batch first on every tensor, each with dims of its own: a (B,) tensor would come back
+        # from Triton as (B, 1) (its reshape rule), so such bundles keep full dims
+        batch_first = batch is not None and all(
+            len(t.shape) > 1 and t.shape[0] == batch for t in tensors
+        )
+        config["max_batch_size"] = max_batch if batch_first else 0
+        for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
+            config[kind] = [_tensor(t, _dims(t, batch, batch_first, {})) for t in group]
+        if batch_first:
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": 2000}
+            how = f"max_batch_size {max_batch}, dynamic_batching"
+        else:
+            how = "max_batch_size 0 (the batch axis is not first on every tensor, or a tensor is (B,))"
+    return config, how
+
+
+def pbtxt(config: dict[str, Any], indent: str = "") -> str:
+    """A configuration as protobuf text (config.pbtxt); enum values are written bare."""
+    lines = []
+    for key, value in config.items():
+        for item in value if isinstance(value, list) and _messages(value) else [value]:
+            if isinstance(item, dict):
+                lines.append(f"{indent}{key} {{\n{pbtxt(item, indent + '  ')}{indent}}}\n")
+            else:
+                lines.append(f"{indent}{key}: {_scalar(key, item)}\n")
+    return "".join(lines)
+
+
+def _messages(value: list[Any]) -> bool:
+    return bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _scalar(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return f"[{', '.join(map(str, value))}]"
+    if isinstance(value, str) and key not in ENUMS:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+ENUMS = {"data_type"}  # fields whose values are protobuf enum names
 
 
 def model_config(
@@ -56,52 +148,9 @@ def model_config(
     extra: str = "",
     renamed: dict[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(config.pbtxt text, how batching was set up, in words). `renamed`: state outputs as the
-    graph Triton gets names them (triton_graph.py)."""
-    renamed = renamed or {}
-    batch = contract.role_axis(BATCH)
-    state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
-    lines = [f'name: "{name}"\nplatform: "{platform}"\n']
-    if contract.state:
-        fixed = {batch: 1} if batch else {}
-        lines.append("max_batch_size: 0\n")
-        how = "max_batch_size 0, sequence_batching with implicit state (batch 1 per sequence)"
-        for t in contract.inputs:
-            if t.name not in state_names:
-                lines.append(_tensor("input", t, _dims(t, batch, False, fixed)))
-        for t in contract.outputs:  # Triton compares output dims with the graph's exactly:
-            if t.name not in state_names:  # dynamic stays -1 (a fixed 1 is taken on inputs only)
-                lines.append(_tensor("output", t, _dims(t, batch, False, {})))
-        lines.append(f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_US}\n")
-        for pair in contract.state:
-            spec = contract.spec(pair.input)
-            dims = ", ".join(map(str, _dims(spec, batch, False, fixed)))
-            kind = TRITON_TYPES[spec.dtype]
-            output = renamed.get(pair.output, pair.output)
-            lines.append(
-                f'  state {{\n    input_name: "{pair.input}"\n    output_name: "{output}"\n'
-                f"    data_type: {kind}\n    dims: [{dims}]\n"
-                f'    initial_state {{\n      name: "zeros"\n      data_type: {kind}\n'
-                f"      dims: [{dims}]\n      zero_data: true\n    }}\n  }}\n"
-            )
-        lines.append("}\n")
-    else:
-        tensors = [*contract.inputs, *contract.outputs]
-        # batch first on every tensor, each with dims of its own: a (B,) tensor would come back
-        # from Triton as (B, 1) (its reshape rule), so such bundles keep full dims
-        batch_first = batch is not None and all(
-            len(t.shape) > 1 and t.shape[0] == batch for t in tensors
-        )
-        lines.append(f"max_batch_size: {max_batch if batch_first else 0}\n")
-        for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
-            for t in group:
-                lines.append(_tensor(kind, t, _dims(t, batch, batch_first, {})))
-        if batch_first:
-            lines.append("dynamic_batching {\n  max_queue_delay_microseconds: 2000\n}\n")
-            how = f"max_batch_size {max_batch}, dynamic_batching"
-        else:
-            how = "max_batch_size 0 (the batch axis is not first on every tensor, or a tensor is (B,))"
-    return "".join(lines) + extra, how
+    """(config.pbtxt text, how batching was set up, in words)."""
+    config, how = triton_config(name, contract, platform, max_batch, renamed)
+    return pbtxt(config) + extra, how
 
 
 def write_repository(
