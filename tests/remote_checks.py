@@ -74,13 +74,16 @@ def rollout(
     return tokens
 
 
-def check_rollout(url: str, model: str, bundle: Path, steps: int, sequence_id: int = 7) -> None:
+def check_rollout(
+    url: str, model: str, bundle: Path, steps: int, sequence_id: int = 7, layout: Any = None
+) -> None:
     """Remote greedy generation equals local greedy generation (the path the Generator takes),
-    token for token, in whatever layout the bundle's tensors have."""
+    token for token, in whatever layout the bundle's tensors have (`layout`: the server's, where
+    it differs from the bundle's)."""
     from edgekit.rollout import trace
 
     local = local_backend(bundle)
-    layout = local.layout
+    layout = layout or local.layout
     vocab = bundle_vocabulary(bundle)
     prompt = vocab.encode("the ") if vocab and not vocab.missing("the ") else np.array([1, 2, 3])
     want = trace(local.stepper(1), prompt[None, :], steps, every_state=False).tokens.tolist()

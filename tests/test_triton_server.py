@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgekit.bundle.io import IOContract
 from tests.conftest import train_tiny
 from tests.remote_checks import check_outputs, check_rollout
 from tests.user_modules import models as m
@@ -36,6 +37,8 @@ pytestmark = pytest.mark.skipif(
 START_S = 90  # the server loads every model before it answers
 STEPS = 200
 CELLS = ("rnn", "gru", "scratch-rnn", "scratch-lstm")  # lstm: the tiny zoo's own charlm
+RECURRENT = ["zoo-charlm", *(f"charlm-{c}" for c in CELLS), "user-lstm", "user-time-major",
+             "user-gru-dict"]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -120,8 +123,13 @@ def triton(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("triton-repos")
     repos = []
     for name, bundle in bundles.items():
-        write_repository(bundle, root / name, name=name)
+        # recurrent bundles twice: batched sequences (a batch-first copy of the graph), and the
+        # bundle's own graph, one stream per call (the default)
+        write_repository(bundle, root / name, name=name, batch_sequences=True)
         repos.append(f"--model-repository={root / name}")
+        if name in RECURRENT:
+            write_repository(bundle, root / f"{name}-one", name=f"{name}-one")
+            repos.append(f"--model-repository={root / name}-one")
     port = _free_port()
     backends = os.environ.get("EDGEKIT_TRITON_BACKENDS")
     log = root / "triton.log"
@@ -130,14 +138,17 @@ def triton(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     if backends:
         command.append(f"--backend-directory={backends}")
     with open(log, "wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + START_S
-        while "Started HTTPService" not in log.read_text(errors="replace"):
+        url = f"127.0.0.1:{port}"
+        while not _ready(url, next(iter(bundles))):  # serving, models loaded
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Triton did not start:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield url
     finally:
         server.terminate()
         try:
@@ -155,7 +166,8 @@ def _ready(url: str, name: str) -> bool:
 
 
 def test_triton_loads_the_repository_of_every_bundle(triton: str, bundles: dict[str, Path]):
-    refused = [name for name in bundles if not _ready(triton, name)]
+    names = [*bundles, *(f"{n}-one" for n in RECURRENT)]
+    refused = [name for name in names if not _ready(triton, name)]
     assert not refused, f"Triton did not load {refused}"
 
 
@@ -167,9 +179,45 @@ def test_stateless_outputs_through_triton_equal_the_runtimes(
     check_outputs(triton, name, bundles[name])
 
 
-@pytest.mark.parametrize("name", ["zoo-charlm", *(f"charlm-{c}" for c in CELLS), "user-lstm",
-                                  "user-time-major", "user-gru-dict"])  # fmt: skip
+@pytest.mark.parametrize("config", ["batched", "one stream"])
+@pytest.mark.parametrize("name", RECURRENT)
 def test_a_greedy_rollout_through_tritons_sequence_state_equals_the_local_one(
-    triton: str, bundles: dict[str, Path], name: str
+    triton: str, bundles: dict[str, Path], name: str, config: str
 ):
-    check_rollout(triton, name, bundles[name], STEPS, sequence_id=1000 + len(name))
+    from edgekit.bundle import Bundle
+    from edgekit.serve.triton_graph import batch_first_spec
+
+    contract = Bundle.read(bundles[name]).manifest.contract
+    if config == "batched":  # the repository's graph takes every tensor batch first
+        layout = IOContract(
+            [batch_first_spec(t, contract) for t in contract.inputs],
+            [batch_first_spec(t, contract) for t in contract.outputs],
+            contract.state, contract.token_input, contract.vocab_size, dict(contract.axes),
+        ).layout()  # fmt: skip
+        check_rollout(triton, name, bundles[name], STEPS, 1000 + len(name), layout)
+    else:
+        check_rollout(triton, f"{name}-one", bundles[name], STEPS, 2000 + len(name))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("EDGEKIT_PERF_ANALYZER"),
+    reason="EDGEKIT_PERF_ANALYZER is not set (Triton's perf_analyzer; .ci/run sets it up)",
+)
+def test_triton_batches_concurrent_sequences_of_the_batched_repository(triton: str):
+    """16 concurrent sequences under perf_analyzer: Triton's own counters show calls shared
+    on the batched repository, and one call per request on the one-stream one."""
+    counts = {}
+    for name, shape in (("zoo-charlm", "tokens:1"), ("zoo-charlm-one", "tokens:1,1")):
+        command = [os.environ["EDGEKIT_PERF_ANALYZER"], "-m", name, "-u", triton, "-i", "http",
+                   "--concurrency-range", "16:16", "--measurement-interval", "500",
+                   "--max-trials", "6", "--stability-percentage", "1000", "--shape", shape,
+                   "--input-data", "zero", "--sequence-length", "20",
+                   "--sequence-id-range", "1:64"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        lines = done.stdout.splitlines()
+        inferences = [int(x.split(":")[1]) for x in lines if "Inference count:" in x]
+        executions = [int(x.split(":")[1]) for x in lines if "Execution count:" in x]
+        counts[name] = (inferences[-1], executions[-1])
+    assert counts["zoo-charlm"][1] < counts["zoo-charlm"][0], counts
+    assert counts["zoo-charlm-one"][1] == counts["zoo-charlm-one"][0], counts

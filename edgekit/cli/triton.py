@@ -21,6 +21,14 @@ def triton(
     max_batch: Annotated[int, typer.Option(help="max_batch_size for batchable models")] = 32,
     precision: PrecisionOption = "fp32",
     force: Annotated[bool, typer.Option(help="replace an existing repository")] = False,
+    batch_sequences: Annotated[
+        bool,
+        typer.Option(
+            "--batch-sequences/--one-stream",
+            help="recurrent bundles: a batch-first copy of the graph (checked against it) so "
+            "Triton batches concurrent sequences, or the bundle's own graph, one stream per call",
+        ),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="print what was written as JSON")
     ] = False,
@@ -28,7 +36,7 @@ def triton(
     """Write a Triton model repository (config.pbtxt + 1/model.onnx) that Triton loads as is."""
     from edgekit.serve.triton import write_repository
 
-    written = write_repository(bundle, out, name, max_batch, precision, force)
+    written = write_repository(bundle, out, name, max_batch, precision, force, batch_sequences)
     if json_out:
         print_json(written)
         return

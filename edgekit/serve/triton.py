@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,12 @@ from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import BATCH, DTYPES, IOContract, TensorSpec
 from edgekit.errors import InputError
 from edgekit.files import atomic_directory, refuse_overlap
-from edgekit.serve.triton_graph import state_output_renames, write_renamed
+from edgekit.serve.triton_graph import (
+    batch_axes,
+    batch_first_spec,
+    state_output_renames,
+    write_derived,
+)
 
 TRITON_TYPES = {name: d.triton for name, d in DTYPES.items()}  # numpy name -> Triton's
 IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit serve` does
@@ -51,47 +58,27 @@ def triton_config(
     platform: str,
     max_batch: int,
     renamed: dict[str, str] | None = None,
+    batch_sequences: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """(the model configuration as Triton's JSON has it, how batching was set up, in words).
-    `renamed`: state outputs as the graph Triton gets names them (triton_graph.py)."""
+    `renamed`: state outputs as the graph Triton gets names them; `batch_sequences`: a recurrent
+    bundle's graph was made batch first (triton_graph.py), so Triton may batch its sequences."""
     renamed = renamed or {}
     batch = contract.role_axis(BATCH)
-    state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
     config: dict[str, Any] = {"name": name, "platform": platform}
-    if contract.state:
-        # one stream per sequence: batch fixed at 1 on inputs and state (Triton takes a fixed 1
-        # for a dynamic input dim); outputs keep their dynamic dims, which Triton compares with
-        # the graph exactly; implicit state dims must be fixed
-        fixed = {batch: 1} if batch else {}
-        sizes = contract.sizes(batch=1, time=1)
+    if contract.state and batch_sequences:
+        spec = partial(batch_first_spec, contract=contract)
+        config["max_batch_size"] = max_batch
+        config |= _recurrent(contract, renamed, spec, drop_batch=True)
+        config["sequence_batching"]["oldest"] = {
+            "max_candidate_sequences": max_batch,
+            "preferred_batch_size": [max_batch],
+            "max_queue_delay_microseconds": 0,
+        }
+        how = f"max_batch_size {max_batch}, sequence_batching (oldest) with implicit state"
+    elif contract.state:
         config["max_batch_size"] = 0
-        config["input"] = [
-            _tensor(t, _dims(t, batch, False, fixed))
-            for t in contract.inputs
-            if t.name not in state_names
-        ]
-        config["output"] = [
-            _tensor(t, _dims(t, batch, False, {}))
-            for t in contract.outputs
-            if t.name not in state_names
-        ]
-        states = []
-        for pair in contract.state:
-            spec = contract.spec(pair.input)
-            dims = _dims(spec, batch, False, {**sizes, **fixed})
-            kind = TRITON_TYPES[spec.dtype]
-            states.append(
-                {
-                    "input_name": pair.input,
-                    "output_name": renamed.get(pair.output, pair.output),
-                    "data_type": kind,
-                    "dims": dims,
-                    "initial_state": [
-                        {"name": "zeros", "data_type": kind, "dims": dims, "zero_data": True}
-                    ],
-                }
-            )
-        config["sequence_batching"] = {"max_sequence_idle_microseconds": IDLE_US, "state": states}
+        config |= _recurrent(contract, renamed, lambda t: t, drop_batch=False)
         how = "max_batch_size 0, sequence_batching with implicit state (batch 1 per sequence)"
     else:
         tensors = [*contract.inputs, *contract.outputs]
@@ -109,6 +96,51 @@ def triton_config(
         else:
             how = "max_batch_size 0 (the batch axis is not first on every tensor, or a tensor is (B,))"
     return config, how
+
+
+def _recurrent(
+    contract: IOContract,
+    renamed: dict[str, str],
+    spec: Callable[[TensorSpec], TensorSpec],
+    drop_batch: bool,
+) -> dict[str, Any]:
+    """Inputs, outputs and implicit state of a recurrent bundle. One stream per call: batch fixed
+    at 1 on inputs (Triton takes a fixed 1 for a dynamic input dim) and state (implicit state dims
+    must be fixed); outputs keep their dynamic dims, which Triton compares with the graph exactly.
+    Batched (`drop_batch`, the tensors batch first): the batch axis is Triton's own."""
+    batch = contract.role_axis(BATCH)
+    state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
+    fixed = {batch: 1} if batch and not drop_batch else {}
+    sizes = contract.sizes(batch=1, time=1)
+    states = []
+    for pair in contract.state:
+        tensor = spec(contract.spec(pair.input))
+        dims = _dims(tensor, batch, drop_batch, {**sizes, **fixed})
+        kind = TRITON_TYPES[tensor.dtype]
+        states.append(
+            {
+                "input_name": pair.input,
+                "output_name": renamed.get(pair.output, pair.output),
+                "data_type": kind,
+                "dims": dims,
+                "initial_state": [
+                    {"name": "zeros", "data_type": kind, "dims": dims, "zero_data": True}
+                ],
+            }
+        )
+    return {
+        "input": [
+            _tensor(spec(t), _dims(spec(t), batch, drop_batch, fixed))
+            for t in contract.inputs
+            if t.name not in state_names
+        ],
+        "output": [
+            _tensor(spec(t), _dims(spec(t), batch, drop_batch, {}))
+            for t in contract.outputs
+            if t.name not in state_names
+        ],
+        "sequence_batching": {"max_sequence_idle_microseconds": IDLE_US, "state": states},
+    }
 
 
 def pbtxt(config: dict[str, Any], indent: str = "") -> str:
@@ -147,9 +179,10 @@ def model_config(
     max_batch: int,
     extra: str = "",
     renamed: dict[str, str] | None = None,
+    batch_sequences: bool = False,
 ) -> tuple[str, str]:
     """(config.pbtxt text, how batching was set up, in words)."""
-    config, how = triton_config(name, contract, platform, max_batch, renamed)
+    config, how = triton_config(name, contract, platform, max_batch, renamed, batch_sequences)
     return pbtxt(config) + extra, how
 
 
@@ -160,8 +193,11 @@ def write_repository(
     max_batch: int = 32,
     precision: str = "fp32",
     force: bool = False,
+    batch_sequences: bool = False,
 ) -> dict[str, Any]:
-    """Write (or with `force`, replace) a model repository at `out`; return what was written."""
+    """Write (or with `force`, replace) a model repository at `out`; return what was written.
+    A recurrent bundle gets its own graph, one stream per call, or with `batch_sequences` a
+    batch-first copy of it, checked against it, so that Triton batches concurrent sequences."""
     if max_batch < 1:
         raise InputError(f"--max-batch must be >= 1, got {max_batch}")
     seen = Bundle.read(bundle, verify=True).at(precision)
@@ -172,12 +208,17 @@ def write_repository(
     refuse_overlap(out, bundle)
     models = {}
     renames = state_output_renames(contract)
+    batched = batch_sequences and bool(contract.state)
     with atomic_directory(out, force) as tmp:
-        config, how = model_config(name, contract, "onnxruntime_onnx", max_batch, "", renames)
-        if renames:  # Triton would pair the state outputs wrongly: a renamed, checked copy
+        config, how = model_config(
+            name, contract, "onnxruntime_onnx", max_batch, "", renames, batched
+        )
+        derive = bool(renames) or (batched and bool(batch_axes(contract)))
+        if derive:  # a checked copy Triton can batch, or pair states in, as it is
             _model(tmp / name, config, {})
-            write_renamed(seen.graph, tmp / name / "1" / "model.onnx", renames, contract)
-            how += f"; state outputs renamed for Triton's state pairing ({len(renames)})"
+            write_derived(seen.graph, tmp / name / "1" / "model.onnx", contract, renames, batched)
+            if renames:
+                how += f"; state outputs renamed for Triton's state pairing ({len(renames)})"
         else:
             _model(tmp / name, config, {"model.onnx": seen.graph})
         models[name] = how
