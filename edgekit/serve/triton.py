@@ -91,7 +91,8 @@ def triton_config(
         for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
             config[kind] = [_tensor(t, _dims(t, batch, batch_first, {})) for t in group]
         if batch_first:
-            config["dynamic_batching"] = {"max_queue_delay_microseconds": 2000}
+            # batch what queues while a call runs, as edgekit serve does (no added wait)
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": 0}
             how = f"max_batch_size {max_batch}, dynamic_batching"
         else:
             how = "max_batch_size 0 (the batch axis is not first on every tensor, or a tensor is (B,))"
