@@ -12,7 +12,7 @@ from edgekit.errors import InputError
 from edgekit.exporters.samples import data_split, real_samples
 from edgekit.iospec import contract_for, head_for
 from edgekit.models import MODELS
-from edgekit.models.registry import entry_of
+from edgekit.models.registry import facts_of
 
 LM = {"cell": "lstm", "layers": 2, "hidden": 8, "vocab_size": 11}
 
@@ -71,16 +71,17 @@ def test_tolerances_and_step_graphs() -> None:
     assert MODELS["cnn"].spec.step_graph_builder() is None
 
 
-def test_entry_of_a_built_model() -> None:
-    for name in ("charlm", "lenet"):
-        entry = MODELS[name]
-        assert (
-            entry_of(
-                entry.build(entry.config_from_dict({"vocab_size": 5} if name == "charlm" else {}))
-            )
-            is entry
-        )
-    assert entry_of(object()) is None
+def test_the_facts_export_takes_come_from_the_spec_in_one_place() -> None:
+    from edgekit.exporters import step_graph
+
+    meta = {"model": "charlm", "task": "generate",
+            "config": {"cell": "gru", "layers": 2, "hidden": 8, "vocab_size": 5}}  # fmt: skip
+    facts = facts_of(meta)
+    assert [p.input for p in facts.contract.state] == ["state_in.h"] and facts.head is None
+    assert facts.tolerance == Tolerance() and facts.step_graph is step_graph.export_step_graph
+    assert facts.data_split is not None
+    with pytest.raises(InputError, match="no I/O contract for model 'nope'"):
+        facts_of({**meta, "model": "nope"})
 
 
 def test_the_registry_and_iospec_stay_torch_free() -> None:

@@ -117,12 +117,13 @@ def frozen_axes(path: Path, contract: IOContract) -> list[str]:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
+    declared = {t.name: t for t in [*contract.inputs, *contract.outputs]}
     found = []
     for kind, values in (("input", graph.input), ("output", graph.output)):
         for v in values:
-            if v.name not in contract.input_names + contract.output_names:
+            spec = declared.get(v.name)
+            if spec is None:
                 continue
-            spec = contract.spec(v.name)
             dims = v.type.tensor_type.shape.dim
             for axis, want in enumerate(spec.shape):
                 if isinstance(want, str) and axis < len(dims) and dims[axis].HasField("dim_value"):

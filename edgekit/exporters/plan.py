@@ -7,8 +7,9 @@ describe it, and the real inputs parity should replay. Nothing is written here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ from torch.utils import _pytree as pytree
 
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import GRAPH, Manifest
-from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source
+from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source, StepGraph, Tolerance
 from edgekit.exporters.module_io import Declarations, describe_module
 from edgekit.exporters.samples import Sample, real_samples
 from edgekit.models.flat import export_module
-from edgekit.models.registry import contract_of, get_model, head_of
+from edgekit.models.registry import facts_of
 
 
 @dataclass
@@ -35,6 +36,9 @@ class Plan:
     real_note: str
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
+    # the zoo spec's one-token step graph, if it declares one: (bundle dir, reference, tolerance,
+    # rollout steps) -> its manifest record, exported, checked and timed
+    step_graph: Callable[[Path, Any, Tolerance, int], StepGraph] | None = None
 
 
 def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
@@ -42,20 +46,19 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
 
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta
-    real, note = real_samples(meta)
     module = export_module(ckpt.build(), meta)
-    tolerance = get_model(meta["model"]).spec.tolerance  # its spec: contract, head, tolerance
-    contract = contract_of(meta)
+    facts = facts_of(meta)  # the model's spec: contract, head, tolerance, data, step graph
+    real, note = real_samples(meta, facts.data_split)
     return Plan(
         module=module,
-        contract=contract,
+        contract=facts.contract,
         described=Manifest(
             task=meta["task"],
             graph=GRAPH,
-            contract=contract,
+            contract=facts.contract,
             model=meta["model"],
             model_config=meta["config"],
-            head=head_of(meta),
+            head=facts.head,
             labels=_strings(meta.get("labels")),
             vocab=_strings(meta.get("vocab")),
             preprocess=meta.get("preprocess"),
@@ -69,8 +72,20 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
         ),
         real=real,
         real_note=note,
-        atol=tolerance.atol,
-        rtol=tolerance.rtol,
+        atol=facts.tolerance.atol,
+        rtol=facts.tolerance.rtol,
+        step_graph=_step_graph(facts.step_graph, module, facts.contract),
+    )
+
+
+def _step_graph(build: Any, module: torch.nn.Module, contract: IOContract) -> Any:
+    """The spec's step-graph builder bound to this model (None when the spec declares none)."""
+    if build is None:
+        return None
+    from edgekit.exporters.step_graph import add_step_graph
+
+    return partial(
+        add_step_graph, build=build, model=getattr(module, "lm", module), contract=contract
     )
 
 

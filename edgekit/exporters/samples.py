@@ -54,23 +54,27 @@ def meta_of_manifest(manifest: Manifest) -> dict[str, Any] | None:
     }
 
 
-def data_split(meta: dict[str, Any]) -> Split:
-    """Raises InputError (or OSError) when the data described is gone or unreadable."""
+def data_split(meta: dict[str, Any], build: Any = None) -> Split:
+    """Raises InputError (or OSError) when the data described is gone or unreadable. `build`: the
+    model spec's split builder (default: looked up by the model's name)."""
     source = str(meta["data"].get("source", ""))
     model = meta["model"]
     entry = MODELS.get(model)
-    build = entry.spec.data_split_builder() if entry is not None else None
+    if build is None and entry is not None:
+        build = entry.spec.data_split_builder()
     if build is None:
         raise InputError(f"no real data for model {model}")
     split: Split = build(meta, source)
     return split
 
 
-def real_samples(meta: dict[str, Any], count: int = 8) -> tuple[list[Sample], str]:
+def real_samples(
+    meta: dict[str, Any], build: Any = None, count: int = 8
+) -> tuple[list[Sample], str]:
     """Up to `count` real inputs as feeds (text: one row), and a note (empty, or why none)."""
     source = str(meta["data"].get("source", ""))
     try:
-        split = data_split(meta)
+        split = data_split(meta, build)
     except (InputError, OSError) as exc:
         if "no real data for model" in str(exc):
             return [], str(exc)

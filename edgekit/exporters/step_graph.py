@@ -18,6 +18,7 @@ kept either way, for `edgekit quantize` to derive an int8 step graph from.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ import torch
 from torch import nn
 
 from edgekit.bundle.io import IOContract
+from edgekit.bundle.parts import StepGraph, Tolerance
 from edgekit.models.charlm import CharLM
-from edgekit.models.registry import entry_of
 from edgekit.parity import compare_outputs
 from edgekit.rollout import rollout
 from edgekit.runtimes.base import Backend
@@ -233,21 +234,19 @@ def step_speed(sequence: OrtBackend, step: OrtBackend, seconds: float = 1.0) -> 
 
 def add_step_graph(
     bundle: Path,
-    module: nn.Module,
-    contract: IOContract,
     reference: Backend,
-    atol: float,
-    rtol: float,
+    tolerance: Tolerance,
     steps: int,
-) -> dict[str, Any] | None:
-    """Export, check and time a step graph into `bundle` (for a zoo model whose spec has a
-    step-graph builder: the language model's); return its manifest record (None for other
-    modules). A step graph that fails its check is removed."""
-    lm = getattr(module, "lm", None)  # the zoo model inside its flat export wrapper
-    entry = entry_of(lm) if lm is not None else None
-    build = entry.spec.step_graph_builder() if entry is not None else None
-    if build is None:
-        return None
+    *,
+    build: Callable[[Any, IOContract, Path], None],
+    model: nn.Module,
+    contract: IOContract,
+) -> StepGraph:
+    """Export `model`'s step graph with its spec's `build`, check it against the torch reference
+    and time it against the sequence graph, in `bundle`; return its manifest record. A step graph
+    that fails its check is removed (the record says why)."""
+    atol, rtol = tolerance.atol, tolerance.rtol
+    lm = model
     path = bundle / STEP_GRAPH
     build(lm, contract, path)
     step = OrtBackend(path, contract, threads=1)
@@ -255,19 +254,15 @@ def add_step_graph(
     failures = check_step_graph(reference, step, contract, atol, rtol, rollout)
     if failures:  # the sequence graph serves steps too; say why the step graph is not used
         path.unlink()
-        return {"used": False, "why": "; ".join(failures[:3])}
+        return StepGraph(False, why="; ".join(failures[:3]))
     speed = step_speed(OrtBackend(bundle / "model.onnx", contract, threads=1), step, 1.0)
     used = speed["ratio"] <= USE_BELOW
     # kept even when fp32 does not use it: `edgekit quantize` derives an int8 step graph from it,
     # whose MatMuls quantize where the sequence graph's GRU/RNN ops cannot
-    return {
-        "used": used,
-        "file": STEP_GRAPH,
-        "speed": speed,
-        "checked": f"random states at batch 1 and 3, a {rollout}-step teacher-forced rollout",
-        "why": (
-            "faster than the sequence graph's step"
-            if used
-            else f"not faster ({speed['ratio']:.2f}x the sequence graph's step)"
-        ),
-    }
+    why = (
+        "faster than the sequence graph's step"
+        if used
+        else f"not faster ({speed['ratio']:.2f}x the sequence graph's step)"
+    )
+    checked = f"random states at batch 1 and 3, a {rollout}-step teacher-forced rollout"
+    return StepGraph(used, STEP_GRAPH, why, {"speed": speed, "checked": checked})

@@ -20,7 +20,6 @@ from edgekit.bundle.manifest import GRAPH
 from edgekit.bundle.parts import (
     ExporterRecord,
     ParityRecord,
-    StepGraph,
     Tolerance,
 )
 from edgekit.errors import CheckFailed, InputError
@@ -44,7 +43,6 @@ from edgekit.exporters.plan import (
     plan_from_module,
 )
 from edgekit.exporters.result import ExportOptions, ExportResult
-from edgekit.exporters.step_graph import add_step_graph
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
@@ -172,7 +170,8 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
                 + advice(attempts, tried, plan.contract, plan.module)
             )
         golden = write_golden(tmp, plan, reference, steps)
-        step_record = add_step_graph(tmp, plan.module, plan.contract, reference, atol, rtol, steps)
+        tolerance = options.tolerance
+        step_graph = plan.step_graph(tmp, reference, tolerance, steps) if plan.step_graph else None
         described = plan.described
         finalize_graph(
             graph,
@@ -190,7 +189,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
             ),
             parity=ParityRecord(report.to_dict(), plan.real_note),
             golden=golden,
-            step_graph=StepGraph.from_json(step_record) if step_record else None,
+            step_graph=step_graph,
             versions=_versions(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )

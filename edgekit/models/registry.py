@@ -210,10 +210,22 @@ def head_of(meta: dict[str, Any]) -> str | None:
     return MODELS[meta["model"]].spec.head_for(meta["config"])
 
 
-def entry_of(model: Any) -> ModelEntry | None:
-    """The entry whose builder built `model` (a zoo nn.Module, or a subclass of one), else None."""
-    for cls in type(model).__mro__:
-        for entry in MODELS.values():
-            if cls.__module__ == f"edgekit.models.{entry.module}" and cls.__name__ == entry.builder:
-                return entry
-    return None
+@dataclass(frozen=True)
+class ModelFacts:
+    """What export needs of one zoo checkpoint, all from its model's spec."""
+
+    contract: IOContract
+    head: str | None
+    tolerance: Tolerance
+    data_split: Callable[[dict[str, Any], str], Any] | None
+    step_graph: Callable[[Any, IOContract, Any], None] | None
+
+
+def facts_of(meta: dict[str, Any]) -> ModelFacts:
+    """The spec's facts for a checkpoint's metadata (an unknown model is refused by name)."""
+    contract = contract_of(meta)
+    spec = MODELS[meta["model"]].spec
+    head = head_of(meta)
+    return ModelFacts(
+        contract, head, spec.tolerance, spec.data_split_builder(), spec.step_graph_builder()
+    )
