@@ -122,7 +122,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"set {', '.join(missing)} (see this script's docstring)")
     from edgekit.exporters import bundle_from_checkpoint
-    from edgekit.serve.triton import write_repository
+    from edgekit.exporters.triton_repository import write_repository
 
     work = args.work
     bundles = {}

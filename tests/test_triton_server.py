@@ -118,7 +118,7 @@ def bundles(
 @pytest.fixture(scope="module")
 def triton(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Triton serving one repository per bundle; yields its HOST:PORT."""
-    from edgekit.serve.triton import write_repository
+    from edgekit.exporters.triton_repository import write_repository
 
     root = tmp_path_factory.mktemp("triton-repos")
     repos = []
@@ -185,7 +185,7 @@ def test_a_greedy_rollout_through_tritons_sequence_state_equals_the_local_one(
     triton: str, bundles: dict[str, Path], name: str, config: str
 ):
     from edgekit.bundle import Bundle
-    from edgekit.serve.triton_graph import batch_first_spec
+    from edgekit.serve.triton import batch_first_spec
 
     contract = Bundle.read(bundles[name]).manifest.contract
     if config == "batched":  # the repository's graph takes every tensor batch first

@@ -34,7 +34,7 @@ def triton(
     ] = False,
 ) -> None:
     """Write a Triton model repository (config.pbtxt + 1/model.onnx) that Triton loads as is."""
-    from edgekit.serve.triton import write_repository
+    from edgekit.exporters.triton_repository import write_repository
 
     written = write_repository(bundle, out, name, max_batch, precision, force, batch_sequences)
     if json_out:

@@ -1,4 +1,6 @@
-"""A Triton Inference Server model repository from a bundle: `config.pbtxt` + `1/model.onnx`.
+"""Triton Inference Server model configurations for a bundle, as Triton's JSON and as config.pbtxt
+(torch- and onnx-free: `edgekit serve` answers `GET .../config` with them; the repository writer,
+exporters/triton_repository.py, writes them with the graph).
 
 - Stateless bundles whose every input and output has the batch axis first get
   `max_batch_size: N` (dims without the batch axis) and `dynamic_batching`; any other layout gets
@@ -6,30 +8,21 @@
 - Recurrent bundles get `sequence_batching` with implicit state: Triton keeps each sequence's
   state_in/state_out pairs (zero initial state) and clients send tokens only, as with
   `edgekit serve`. Triton needs batch first on every tensor when `max_batch_size > 0`, and a
-  bundle's state is (layers, batch, hidden), so these configs use `max_batch_size: 0` with batch
-  fixed at 1: one stream per sequence, the graph unchanged (the exported, parity-checked file).
+  bundle's state is (layers, batch, hidden): by default these configs use `max_batch_size: 0` with
+  batch fixed at 1 (one stream per call, the graph unchanged); with batched sequences they describe
+  the batch-first copy of the graph (every tensor batch first, batch dims left to Triton).
 - A bundle with TensorRT engines also gets NAME_trt (platform tensorrt_plan), one plan per
   compute capability through `cc_model_filenames`.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import BATCH, DTYPES, IOContract, TensorSpec
 from edgekit.errors import InputError
-from edgekit.files import atomic_directory, refuse_overlap
-from edgekit.serve.triton_graph import (
-    batch_axes,
-    batch_first_spec,
-    state_output_renames,
-    write_derived,
-)
 
 TRITON_TYPES = {name: d.triton for name, d in DTYPES.items()}  # numpy name -> Triton's
 IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit serve` does
@@ -187,58 +180,19 @@ def model_config(
     return pbtxt(config) + extra, how
 
 
-def write_repository(
-    bundle: Path,
-    out: Path,
-    name: str | None = None,
-    max_batch: int = 32,
-    precision: str = "fp32",
-    force: bool = False,
-    batch_sequences: bool = False,
-) -> dict[str, Any]:
-    """Write (or with `force`, replace) a model repository at `out`; return what was written.
-    A recurrent bundle gets its own graph, one stream per call, or with `batch_sequences` a
-    batch-first copy of it, checked against it, so that Triton batches concurrent sequences."""
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
-    seen = Bundle.read(bundle, verify=True).at(precision)
-    contract = seen.contract
-    name = name or bundle.resolve().name
-    if not name or "/" in name:
-        raise InputError(f"model name {name!r} must be non-empty, without '/'")
-    refuse_overlap(out, bundle)
-    models = {}
-    renames = state_output_renames(contract)
-    batched = batch_sequences and bool(contract.state)
-    with atomic_directory(out, force) as tmp:
-        config, how = model_config(
-            name, contract, "onnxruntime_onnx", max_batch, "", renames, batched
-        )
-        derive = bool(renames) or (batched and bool(batch_axes(contract)))
-        if derive:  # a checked copy Triton can batch, or pair states in, as it is
-            _model(tmp / name, config, {})
-            write_derived(seen.graph, tmp / name / "1" / "model.onnx", contract, renames, batched)
-            if renames:
-                how += f"; state outputs renamed for Triton's state pairing ({len(renames)})"
-        else:
-            _model(tmp / name, config, {"model.onnx": seen.graph})
-        models[name] = how
-        engines = seen.manifest.engines
-        if engines and precision == "fp32":
-            plans = {e.compute_capability: f"model.sm{e.compute_capability}.plan" for e in engines}
-            files = {plans[e.compute_capability]: seen.file(e.file) for e in engines}
-            extra = "".join(
-                f'cc_model_filenames {{ key: "{cc}" value: "{plan}" }}\n'
-                for cc, plan in plans.items()
-            )
-            config, how = model_config(f"{name}_trt", contract, "tensorrt_plan", max_batch, extra)
-            _model(tmp / f"{name}_trt", config, files)
-            models[f"{name}_trt"] = how
-    return {"repository": str(out), "models": models}
+def batch_axes(contract: IOContract) -> dict[str, int]:
+    """Tensor -> its batch axis, for every tensor whose batch axis is not first."""
+    batch = contract.role_axis(BATCH)
+    return {
+        t.name: t.shape.index(batch)
+        for t in contract.inputs + contract.outputs
+        if batch in t.shape and t.shape.index(batch) != 0
+    }
 
 
-def _model(folder: Path, config: str, files: dict[str, Path]) -> None:
-    (folder / "1").mkdir(parents=True)
-    (folder / "config.pbtxt").write_text(config)
-    for target, source in files.items():
-        shutil.copyfile(source, folder / "1" / target)
+def batch_first_spec(spec: TensorSpec, contract: IOContract) -> TensorSpec:
+    axis = batch_axes(contract).get(spec.name)
+    if axis is None:
+        return spec
+    shape = spec.shape[axis : axis + 1] + spec.shape[:axis] + spec.shape[axis + 1 :]
+    return TensorSpec(spec.name, spec.dtype, shape, spec.range)

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
-from edgekit.bundle.io import BATCH, IOContract, TensorSpec
+from edgekit.bundle.io import IOContract
 from edgekit.errors import InputError
+from edgekit.serve.triton import batch_axes
 
 RENAMED = "edgekit_state_out.{:03d}"  # sorts as the state inputs do, pair by pair
 INNER = "{}.edgekit_inner"  # the bundle's own tensor, behind the Transpose at a graph edge
@@ -42,24 +43,6 @@ def state_output_renames(contract: IOContract) -> dict[str, str]:
     if clash:
         raise InputError(f"the graph already has tensors named {clash}; rename them to export")
     return renames
-
-
-def batch_axes(contract: IOContract) -> dict[str, int]:
-    """Tensor -> its batch axis, for every tensor whose batch axis is not first."""
-    batch = contract.role_axis(BATCH)
-    return {
-        t.name: t.shape.index(batch)
-        for t in contract.inputs + contract.outputs
-        if batch in t.shape and t.shape.index(batch) != 0
-    }
-
-
-def batch_first_spec(spec: TensorSpec, contract: IOContract) -> TensorSpec:
-    axis = batch_axes(contract).get(spec.name)
-    if axis is None:
-        return spec
-    shape = spec.shape[axis : axis + 1] + spec.shape[:axis] + spec.shape[axis + 1 :]
-    return TensorSpec(spec.name, spec.dtype, shape, spec.range)
 
 
 def write_derived(

@@ -1,0 +1,73 @@
+"""`edgekit triton`: a Triton Inference Server model repository from a bundle, written atomically:
+`NAME/config.pbtxt` + `NAME/1/model.onnx` (the bundle's graph, or a copy derived from it and checked
+against it: exporters/triton_graph.py), and `NAME_trt` for a bundle's TensorRT engines.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgekit.bundle.directory import Bundle
+from edgekit.errors import InputError
+from edgekit.exporters.triton_graph import state_output_renames, write_derived
+from edgekit.files import atomic_directory, refuse_overlap
+from edgekit.serve.triton import batch_axes, model_config
+
+
+def write_repository(
+    bundle: Path,
+    out: Path,
+    name: str | None = None,
+    max_batch: int = 32,
+    precision: str = "fp32",
+    force: bool = False,
+    batch_sequences: bool = False,
+) -> dict[str, Any]:
+    """Write (or with `force`, replace) a model repository at `out`; return what was written.
+    A recurrent bundle gets its own graph, one stream per call, or with `batch_sequences` a
+    batch-first copy of it, checked against it, so that Triton batches concurrent sequences."""
+    if max_batch < 1:
+        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+    seen = Bundle.read(bundle, verify=True).at(precision)
+    contract = seen.contract
+    name = name or bundle.resolve().name
+    if not name or "/" in name:
+        raise InputError(f"model name {name!r} must be non-empty, without '/'")
+    refuse_overlap(out, bundle)
+    models = {}
+    renames = state_output_renames(contract)
+    batched = batch_sequences and bool(contract.state)
+    with atomic_directory(out, force) as tmp:
+        config, how = model_config(
+            name, contract, "onnxruntime_onnx", max_batch, "", renames, batched
+        )
+        derive = bool(renames) or (batched and bool(batch_axes(contract)))
+        if derive:  # a checked copy Triton can batch, or pair states in, as it is
+            _model(tmp / name, config, {})
+            write_derived(seen.graph, tmp / name / "1" / "model.onnx", contract, renames, batched)
+            if renames:
+                how += f"; state outputs renamed for Triton's state pairing ({len(renames)})"
+        else:
+            _model(tmp / name, config, {"model.onnx": seen.graph})
+        models[name] = how
+        engines = seen.manifest.engines
+        if engines and precision == "fp32":
+            plans = {e.compute_capability: f"model.sm{e.compute_capability}.plan" for e in engines}
+            files = {plans[e.compute_capability]: seen.file(e.file) for e in engines}
+            extra = "".join(
+                f'cc_model_filenames {{ key: "{cc}" value: "{plan}" }}\n'
+                for cc, plan in plans.items()
+            )
+            config, how = model_config(f"{name}_trt", contract, "tensorrt_plan", max_batch, extra)
+            _model(tmp / f"{name}_trt", config, files)
+            models[f"{name}_trt"] = how
+    return {"repository": str(out), "models": models}
+
+
+def _model(folder: Path, config: str, files: dict[str, Path]) -> None:
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(config)
+    for target, source in files.items():
+        shutil.copyfile(source, folder / "1" / target)
