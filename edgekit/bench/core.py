@@ -208,14 +208,7 @@ def quality_delta(manifest: Manifest | Mapping[str, Any], precision: str) -> str
     variant = Manifest.of(manifest).variant(precision)
     if variant is None:
         return ""
-    g = variant.gates  # the gate measurements, as quantize recorded them
-    if "accuracy_delta" in g:
-        return f"accuracy {g['accuracy_delta']:+.2%}"
-    if "perplexity_delta" in g:
-        return f"perplexity {g['perplexity_delta']:+.2%}"
-    if "output_error" in g:
-        return f"output error {g['output_error']:.2%}"
-    return ""
+    return variant.measured.quality
 
 
 def _add_speedups(results: list[dict[str, Any]]) -> None:

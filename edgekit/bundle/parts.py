@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekit.bundle.gates import Gates, VariantNotes
+
 # fp32 tolerances. Torch (oneDNN) and ONNX Runtime (MLAS) sum in different orders and fuse
 # differently, which moves fp32 results by ~1e-6 relative per layer; deep conv stacks and long
 # recurrences accumulate that to ~1e-5. atol 1e-4 / rtol 1e-3 leaves a 10x margin over what we
@@ -131,6 +133,16 @@ class Variant:
     @property
     def passed(self) -> bool:
         return bool(self.gates.get("passed", not self.forced))
+
+    @property
+    def measured(self) -> Gates:
+        """The gate measurements, typed."""
+        return Gates.from_json(self.gates)
+
+    @property
+    def notes(self) -> VariantNotes:
+        """How it was made (recipe, sizes, what stayed in float), typed."""
+        return VariantNotes.from_json(self.details)
 
     @property
     def files(self) -> list[str]:

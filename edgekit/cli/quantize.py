@@ -73,38 +73,37 @@ def quantize(
 def summary(bundle: Path, record: Variant | Mapping[str, Any]) -> str:
     """The variant in a few lines: recipe, what stayed in float, size, gates and speed."""
     v = record if isinstance(record, Variant) else Variant.from_json(record)
-    # the gate measurements and quantize's notes (recipe, sizes, what stayed in float) are the
-    # record's free-form parts: read by key here, and only here
-    g, speed, notes = v.gates, v.gates["speed"], v.details
+    g, notes = v.measured, v.notes
+    float_ops = ", ".join(notes.float_ops) or "nothing"
     lines = [
         f"{v.precision} variant: {bundle / v.file} "
-        f"(adds {notes['bytes_ratio']:.2f}x the fp32 file; {notes['recipe']['why']})",
-        f"left in float: {', '.join(notes['float_ops']) or 'nothing'}"
-        + (f" ({notes['float_weight_share']:.0%} of the weights)" if notes["float_ops"] else "")
-        + (" in the sequence graph (prompts)" if notes["float_ops"] and v.step_file else ""),
-        f"held out: {g.get('held_out', 'none')}",
+        f"(adds {notes.bytes_ratio or 0:.2f}x the fp32 file; {notes.recipe_why})",
+        f"left in float: {float_ops}"
+        + (f" ({notes.float_weight_share or 0:.0%} of the weights)" if notes.float_ops else "")
+        + (" in the sequence graph (prompts)" if notes.float_ops and v.step_file else ""),
+        f"held out: {g.held_out or 'none'}",
     ]
-    if notes.get("prompts"):
-        lines.insert(2, f"prompts: {notes['prompts']}")
+    if notes.prompts:
+        lines.insert(2, f"prompts: {notes.prompts}")
     if v.step_file:
         lines.insert(
             2,
             f"steps: {v.step_file}, the one-token graph with every matrix product "
-            f"{v.precision} ({notes['step_bytes_ratio']:.2f}x its fp32 file)",
+            f"{v.precision} ({notes.step_bytes_ratio or 0:.2f}x its fp32 file)",
         )
-    if "accuracy_delta" in g:
+    if g.accuracy_delta is not None:
         lines.append(
-            f"accuracy {g['accuracy_variant']:.2%} vs fp32 {g['accuracy_fp32']:.2%} "
-            f"({g['accuracy_delta']:+.2%}); top-1 agreement {g['top1_agreement']:.2%} with fp32, "
-            f"{g['top1_agreement_torch']:.2%} with torch on its golden inputs"
+            f"accuracy {g.accuracy_variant or 0:.2%} vs fp32 {g.accuracy_fp32 or 0:.2%} "
+            f"({g.accuracy_delta:+.2%}); top-1 agreement {g.top1_agreement or 0:.2%} with fp32, "
+            f"{g.top1_agreement_torch or 0:.2%} with torch on its golden inputs"
         )
-    if "perplexity_delta" in g:
-        divergence = g["first_greedy_divergence"]
-        drift = ", ".join(f"{k} {v:.2%}" for k, v in g["state_drift"].items())
+    if g.perplexity_delta is not None:
+        divergence = g.first_greedy_divergence
+        drift = ", ".join(f"{k} {d:.2%}" for k, d in g.state_drift.items())
         lines += [
-            f"perplexity {g['perplexity_variant']:.4g} vs fp32 {g['perplexity_fp32']:.4g} "
-            f"({g['perplexity_delta']:+.2%}); next-token top-1 agreement "
-            f"{g['top1_agreement']:.2%} with torch's rollout, {g['top1_agreement_text']:.2%} "
+            f"perplexity {g.perplexity_variant or 0:.4g} vs fp32 {g.perplexity_fp32 or 0:.4g} "
+            f"({g.perplexity_delta:+.2%}); next-token top-1 agreement "
+            f"{g.top1_agreement or 0:.2%} with torch's rollout, {g.top1_agreement_text or 0:.2%} "
             "with fp32 on held-out text",
             "greedy text "
             + (
@@ -112,21 +111,23 @@ def summary(bundle: Path, record: Variant | Mapping[str, Any]) -> str:
                 if divergence is None
                 else f"leaves torch's at step {divergence}"
             )
-            + f" over {g['rollout_steps']} steps; state drift {drift} of the state's size",
+            + f" over {g.rollout_steps} steps; state drift {drift} of the state's size",
         ]
-    if "output_error" in g:
+    if g.output_error is not None:
         lines.append(
-            f"output error {g['output_error']:.3%} of the outputs' size "
-            f"({g['output_error_torch']:.3%} against torch's golden outputs)"
+            f"output error {g.output_error:.3%} of the outputs' size "
+            f"({g.output_error_torch or 0:.3%} against torch's golden outputs)"
+        )
+    if g.speed is not None:
+        lines.append(
+            f"speed at batch 1, 1 thread: {g.speed.variant_us:.0f} us vs fp32 "
+            f"{g.speed.fp32_us:.0f} us ({g.speed.ratio:.2f}x)"
+            + _speed_note(v.precision, g.speed.ratio)
         )
     lines.append(
-        f"speed at batch 1, 1 thread: {speed['variant_us']:.0f} us vs fp32 {speed['fp32_us']:.0f} us "
-        f"({speed['ratio']:.2f}x)" + _speed_note(v.precision, speed["ratio"])
-    )
-    lines.append(
         "gates: PASS"
-        if g["passed"]
-        else "gates: MISSED (" + "; ".join(g["failures"]) + "), kept with --force"
+        if g.passed
+        else "gates: MISSED (" + "; ".join(g.failures) + "), kept with --force"
     )
     return "\n".join(lines)
 

@@ -163,21 +163,16 @@ def info(
 
 def variant_line(v: Variant) -> str:
     """One line per reduced-precision variant: file, recipe, size, speed and its task gate."""
-    g = v.gates  # the gate measurements, as quantize recorded them
-    if "accuracy_delta" in g:
-        quality = f"accuracy {g['accuracy_delta']:+.2%}"
-    elif "perplexity_delta" in g:
-        quality = f"perplexity {g['perplexity_delta']:+.2%}"
-    else:
-        quality = f"output error {g.get('output_error', float('nan')):.2%}"
-    speed = g.get("speed", {}).get("ratio", float("nan"))
-    recipe = v.details.get("recipe", {})  # recipe and bytes_ratio are not typed Variant fields
+    g, notes = v.measured, v.notes
+    quality = g.quality or f"output error {float('nan'):.2%}"
+    speed = g.speed.ratio if g.speed is not None else float("nan")
+    size = notes.bytes_ratio if notes.bytes_ratio is not None else float("nan")
     return (
         f"variant {v.precision} {v.file}"
         + (f" + {v.step_file} (steps)" if v.step_file else "")
-        + f": {recipe.get('mode')}"
-        + (" per-channel" if recipe.get("per_channel") and v.precision == "int8" else "")
-        + f", {v.details.get('bytes_ratio', float('nan')):.2f}x size, {speed:.2f}x latency "
-        + f"(batch 1), {quality} vs fp32; gates {'PASS' if g.get('passed') else 'missed (forced)'}; "
+        + f": {notes.recipe_mode}"
+        + (" per-channel" if notes.recipe_per_channel and v.precision == "int8" else "")
+        + f", {size:.2f}x size, {speed:.2f}x latency "
+        + f"(batch 1), {quality} vs fp32; gates {'PASS' if g.passed else 'missed (forced)'}; "
         + f"use with --precision {v.precision}"
     )

@@ -108,7 +108,7 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
     split = data_split_of(manifest)[0] if manifest.variants else None
     verdicts = []
     for v in manifest.variants:
-        if v.details.get("parent_sha256") != parent_sha:
+        if v.notes.parent_sha256 != parent_sha:
             verdicts.append(VariantVerdict(v.precision, v.file, True, None))
             continue
         seen = manifest.at(v.precision)
