@@ -154,6 +154,9 @@ def predict(
         typer.echo(f"{','.join(f'{v:g}' for v in r['row'])} -> {value}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+
+
 def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[float]]:
     import csv
     import math
@@ -175,8 +178,13 @@ def _read_rows(rows: list[str], csv_path: Path | None, width: Any) -> list[list[
             row = [float(c) for c in cells]
         except ValueError:
             fail(f"row {','.join(cells)!r} is not numbers separated by commas", 2)
-        if not all(math.isfinite(v) for v in row):
-            fail(f"row {','.join(cells)!r} has a non-finite value (nan or inf)", 2)
+        # finite after the cast to the model's float32: 1e39 is finite in Python, inf in float32
+        if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in row):
+            fail(
+                f"row {','.join(cells)!r} has a non-finite value in float32 "
+                f"(nan, inf, or beyond +-{FLOAT32_MAX:.4g})",
+                2,
+            )
         if isinstance(width, int) and len(row) != width:
             fail(f"row {','.join(cells)!r} has {len(row)} values; the model expects {width}", 2)
         data.append(row)

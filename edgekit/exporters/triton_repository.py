@@ -5,6 +5,7 @@ against it: exporters/triton_graph.py), and `NAME_trt` for a bundle's TensorRT e
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from edgekit.errors import InputError
 from edgekit.exporters.triton_graph import state_output_renames, write_derived
 from edgekit.files import atomic_directory, refuse_overlap
 from edgekit.serve.triton import batch_axes, model_config
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_BATCH = 2**31 - 1  # Triton's max_batch_size is an int32
 
 
 def write_repository(
@@ -28,13 +32,18 @@ def write_repository(
     """Write (or with `force`, replace) a model repository at `out`; return what was written.
     A recurrent bundle gets its own graph, one stream per call, or with `batch_sequences` a
     batch-first copy of it, checked against it, so that Triton batches concurrent sequences."""
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise InputError(f"--max-batch must be 1 .. {MAX_BATCH} (Triton's int32), got {max_batch}")
+    if out.is_symlink():
+        raise InputError(f"--out {out} is a symbolic link; give the repository's own path")
     seen = Bundle.read(bundle, verify=True).at(precision)
     contract = seen.contract
     name = name or bundle.resolve().name
-    if not name or "/" in name:
-        raise InputError(f"model name {name!r} must be non-empty, without '/'")
+    if not MODEL_NAME.fullmatch(name):
+        raise InputError(
+            f"model name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter, "
+            "a digit or '_' (it names a folder of the repository and Triton's model)"
+        )
     refuse_overlap(out, bundle)
     models = {}
     renames = state_output_renames(contract)

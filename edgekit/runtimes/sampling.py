@@ -35,11 +35,15 @@ def sample(
     """One token id per row (B,)."""
     if temperature == 0:
         return logits.argmax(axis=-1)
-    z = logits.astype(np.float64) / temperature
+    # shift first, then scale: every z <= 0 and the top one is 0, so a tiny (even subnormal)
+    # temperature sends the others to -inf, never inf - inf = NaN; exp then keeps the top
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", divide="ignore"):
+        z /= temperature
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
         z = np.where(z < kth, -np.inf, z)
-    z -= z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1:

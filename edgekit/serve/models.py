@@ -17,6 +17,11 @@ from edgekit.serve.batching import Batcher
 from edgekit.serve.protocol import v2_datatype
 from edgekit.serve.sequences import SequenceStore
 
+MAX_ROWS = 65_536  # rows in one batched call
+MAX_WAIT_MS = 60_000.0  # a batch waits at most a minute for company
+MAX_SEQUENCES = 1_000_000
+MAX_IDLE_S = 86_400.0  # a sequence idle for a day is evicted, whatever was asked
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -29,14 +34,23 @@ class ServeOptions:
     precision: str = "fp32"  # or a variant from edgekit quantize: int8, fp16, auto
 
     def check(self) -> None:
-        if self.max_batch < 1:
-            raise InputError(f"--max-batch must be >= 1, got {self.max_batch}")
-        if not self.max_wait_ms >= 0:
-            raise InputError(f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
-        if self.max_sequences < 1:
-            raise InputError(f"--max-sequences must be >= 1, got {self.max_sequences}")
-        if not self.sequence_timeout_s > 0:
-            raise InputError(f"--sequence-timeout must be > 0, got {self.sequence_timeout_s}")
+        """Every option finite and within what a server can honour (NaN and inf refused)."""
+        if not 1 <= self.max_batch <= MAX_ROWS:
+            raise InputError(f"--max-batch must be 1 .. {MAX_ROWS}, got {self.max_batch}")
+        if not 0 <= self.max_wait_ms <= MAX_WAIT_MS:
+            raise InputError(
+                f"--max-wait-ms must be a number of milliseconds 0 .. {MAX_WAIT_MS}, "
+                f"got {self.max_wait_ms}"
+            )
+        if not 1 <= self.max_sequences <= MAX_SEQUENCES:
+            raise InputError(
+                f"--max-sequences must be 1 .. {MAX_SEQUENCES}, got {self.max_sequences}"
+            )
+        if not 0 < self.sequence_timeout_s <= MAX_IDLE_S:
+            raise InputError(
+                f"--sequence-timeout must be seconds in (0, {MAX_IDLE_S}], "
+                f"got {self.sequence_timeout_s}"
+            )
 
 
 def check_ranges(contract: Any, feeds: Mapping[str, np.ndarray]) -> None:

@@ -10,6 +10,7 @@ that many bytes, in input order. Outputs go back the same way when the request a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,15 @@ def v2_datatype(dtype: Any) -> str:
     return NUMPY_TO_V2[np.dtype(dtype)]
 
 
+def _not_json(constant: str) -> Any:
+    raise InputError(
+        f"the request body has {constant}, which is not a JSON number; send finite numbers"
+    )
+
+
 def json_object(text: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -129,17 +136,30 @@ def _tensor(entry: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
                 f"input {name!r}: binary_data_size {size}, expected {count * dtype.itemsize} "
                 f"for shape {shape} {datatype} ({len(binary)} bytes left in the body)"
             )
-        return name, np.frombuffer(binary[:size], dtype).reshape(shape).copy(), size
+        array = np.frombuffer(binary[:size], dtype).reshape(shape).copy()
+        return name, _finite(name, datatype, array), size
     data = entry.get("data")
     if data is None:
         raise InputError(f'input {name!r} has neither "data" nor binary_data_size')
     try:
-        array = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore", invalid="ignore"):  # judged after the cast, below
+            array = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"input {name!r}: data is not {datatype}: {exc}") from None
     if array.size != count:
         raise InputError(f"input {name!r}: {array.size} values for shape {shape}")
-    return name, array.reshape(shape), 0
+    return name, _finite(name, datatype, array.reshape(shape)), 0
+
+
+def _finite(name: str, datatype: str, array: np.ndarray) -> np.ndarray:
+    """Float inputs must be finite in their own dtype (1e39 is inf in FP32): NaN and infinities
+    are refused as the client's mistake, not run."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(
+            f"input {name!r}: {datatype} values must be finite; got NaN, an infinity, or a value "
+            f"beyond {datatype}'s range"
+        )
+    return array
 
 
 def encode_response(
@@ -165,15 +185,23 @@ def encode_response(
             blobs.append(blob)
         else:
             flat = value.ravel().tolist()
-            entry["data"] = [v.decode() for v in flat] if strings else flat
+            if strings:
+                flat = [v.decode() for v in flat]
+            elif value.dtype.kind == "f" and not np.isfinite(value).all():
+                flat = [v if math.isfinite(v) else _JSON_NONFINITE[str(v)] for v in flat]
+            entry["data"] = flat
         entries.append(entry)
     head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
     if request.id is not None:
         head["id"] = request.id
-    text = json.dumps(head).encode()
+    text = json.dumps(head, allow_nan=False).encode()  # always valid JSON
     if not blobs:
         return text, {}
     return text + b"".join(blobs), {HEADER_LENGTH: str(len(text))}
+
+
+# non-finite floats in JSON data, as protobuf's JSON mapping writes them (JSON has no NaN)
+_JSON_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _bytes_blob(value: np.ndarray) -> bytes:
