@@ -61,7 +61,7 @@ def test_a_generate_request_carries_one_generation() -> None:
                                                 "seed": 1, "stop": "x"}}  # fmt: skip
     generator, prompt, options = _request(served, json.dumps(body).encode())
     assert generator == "the generator" and prompt == "ab"
-    assert options == Generation(7, Sampling(0.5, 3, None), 1, "x")
+    assert options == Generation(7, Sampling(0.5, 3, None), 1, ["x"])
     served.manifest = SimpleNamespace(task="classify")
     with pytest.raises(InputError, match="lm is a classify model; generate needs text"):
         _request(served, json.dumps(body).encode())

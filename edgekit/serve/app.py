@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,10 +33,15 @@ from edgekit.serve.protocol import HEADER_LENGTH, encode_response, parse_request
 from edgekit.serve.sequences import SequencesFull
 
 MAX_BODY = 256 << 20  # bytes
+log = logging.getLogger("edgekit.serve")
 
 
 class UnknownModel(Exception):
     pass
+
+
+class BodyTooLarge(Exception):
+    """A request body over MAX_BODY (HTTP 413), declared or found while reading it."""
 
 
 def _starlette() -> Any:
@@ -74,19 +80,28 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
                 return JSONResponse({"error": str(exc)}, 400)
             except UnknownModel as exc:
                 return JSONResponse({"error": str(exc)}, 404)
+            except BodyTooLarge as exc:
+                return JSONResponse({"error": str(exc)}, 413)
             except SequencesFull as exc:
                 return JSONResponse({"error": str(exc)}, 429)
-            except Exception as exc:  # a failure inside one model never stops the server
-                line = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-                return JSONResponse({"error": line}, 500)
+            except Exception:  # a failure inside one model never stops the server
+                # the server's own bug: the log has the exception, the client a plain line
+                log.exception("internal error serving %s", request.url.path)
+                return JSONResponse({"error": "internal error; the server log has the cause"}, 500)
 
         return endpoint
 
     async def body_of(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-            raise InputError(f"the body is {declared} bytes, more than {MAX_BODY}")
-        body = await request.body()
+            raise BodyTooLarge(f"the body is {declared} bytes, more than {MAX_BODY}")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted while read: a chunked body has no length
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise BodyTooLarge(f"the body is more than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         if request.headers.get("content-encoding") in ("gzip", "deflate"):
             raise InputError("compressed request bodies are not supported; send them plain")
         return body

@@ -19,7 +19,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from edgekit.errors import InputError
-from edgekit.runtimes.decode import Generation, Sampling
+from edgekit.runtimes.decode import MAX_HELD_TOKENS, Generation, Sampling
+from edgekit.serve import fields
 from edgekit.serve.protocol import json_object
 
 KNOWN = {"max_tokens", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"}
@@ -40,11 +41,25 @@ def _request(model: Any, body: bytes) -> tuple[Any, str, Generation]:
     unknown = sorted(set(params) - KNOWN)
     if unknown:
         raise InputError(f"unknown generate parameters {unknown}; known: {sorted(KNOWN)}")
-    max_new_tokens = params.get("max_tokens", params.get("max_new_tokens", 100))
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
-        raise InputError(f"max_tokens must be an integer, got {max_new_tokens!r}")
-    sampling = Sampling(params.get("temperature", 1.0), params.get("top_k"), params.get("top_p"))
-    options = Generation(max_new_tokens, sampling, params.get("seed"), params.get("stop"))
+    max_new_tokens = fields.integer(
+        params.get("max_tokens", params.get("max_new_tokens", 100)),
+        "max_tokens",
+        0,
+        MAX_HELD_TOKENS,
+    )
+    top_k, top_p, seed = params.get("top_k"), params.get("top_p"), params.get("seed")
+    sampling = Sampling(
+        fields.number(params.get("temperature", 1.0), "temperature", 0.0),
+        None if top_k is None else fields.integer(top_k, "top_k", 1),
+        None if top_p is None else fields.number(top_p, "top_p", 0.0, 1.0),
+    )
+    stop = params.get("stop")
+    options = Generation(
+        max_new_tokens,
+        sampling,
+        None if seed is None else fields.integer(seed, "seed", 0, 2**32 - 1),
+        None if stop is None else fields.strings(stop, "stop"),
+    )
     return model.model, request["text_input"], options
 
 

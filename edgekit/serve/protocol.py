@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekit.bundle.io import DTYPES
 from edgekit.errors import InputError
+from edgekit.serve import fields
 
 # v2 datatype <-> numpy, from the one dtype table (listed bool, unsigned, signed, float; by size)
 DATATYPES: dict[str, type[np.generic]] = {
@@ -57,6 +58,10 @@ def json_object(text: bytes) -> dict[str, Any]:
         value = json.loads(text, parse_constant=_not_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("the request body nests too deeply to be a v2 request") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise InputError(f"the request body has a value JSON cannot give here: {exc}") from None
     if not isinstance(value, dict):
         raise InputError("the request body must be a JSON object")
     return value
@@ -74,8 +79,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, rest = json_object(body[:size]), memoryview(body)[size:]
     else:
         head, rest = json_object(body), memoryview(b"")
-    entries = head.get("inputs")
-    if not isinstance(entries, list) or not entries:
+    entries = fields.objects(head.get("inputs"), '"inputs"')
+    if not entries:
         raise InputError('the request has no "inputs" list')
     inputs, offset = {}, 0
     for entry in entries:
@@ -85,31 +90,29 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         inputs[name], offset = array, offset + used
     if offset != len(rest):
         raise InputError(f"{len(rest) - offset} bytes of binary data follow the last input")
-    parameters = head.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InputError('"parameters" must be an object')
+    parameters = fields.obj(head.get("parameters") or {}, '"parameters"')
+    binary_all = fields.flag(parameters.get("binary_data_output", False), "binary_data_output")
     outputs, classification = None, {}
     if head.get("outputs") is not None:
         outputs = {}
-        for out in head["outputs"]:
-            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-                raise InputError('each of "outputs" needs a "name"')
-            asked = out.get("parameters") or {}
-            outputs[out["name"]] = bool(asked.get("binary_data", False))
+        for out in fields.objects(head["outputs"], '"outputs"'):
+            if not isinstance(out.get("name"), str):
+                raise InputError('each of "outputs" needs a "name" string')
+            name = out["name"]
+            asked = fields.obj(out.get("parameters") or {}, f"output {name!r} parameters")
+            outputs[name] = fields.flag(asked.get("binary_data", False), f"{name} binary_data")
             k = asked.get("classification")
             if k is not None:
-                if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-                    raise InputError(
-                        f"output {out['name']!r}: classification must be an integer >= 1, got {k!r}"
-                    )
-                classification[out["name"]] = k
+                classification[name] = fields.integer(k, f"output {name!r}: classification", 1)
     rid = head.get("id")
+    if (rid is not None and not isinstance(rid, (str, int))) or isinstance(rid, bool):
+        raise InputError(f'"id" must be a string, got {type(rid).__name__}')
     return InferRequest(
         inputs,
         str(rid) if rid is not None else None,
         parameters,
         outputs,
-        bool(parameters.get("binary_data_output", False)),
+        binary_all,
         classification,
     )
 
@@ -123,14 +126,19 @@ def _tensor(entry: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
         raise InputError(
             f"input {name!r}: datatype {datatype!r}, expected one of {list(DATATYPES)}"
         )
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise InputError(f"input {name!r}: shape must be a list of non-negative integers")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: a product past int64 must not wrap under the limit
     if count > MAX_ELEMENTS:
         raise InputError(f"input {name!r}: {count} elements is more than {MAX_ELEMENTS}")
     dtype = np.dtype(DATATYPES[datatype])
-    size = (entry.get("parameters") or {}).get("binary_data_size")
+    size = fields.obj(entry.get("parameters") or {}, f"input {name!r} parameters").get(
+        "binary_data_size"
+    )
     if size is not None:
+        fields.integer(size, f"input {name!r}: binary_data_size", 0)
         if size != count * dtype.itemsize or size > len(binary):
             raise InputError(
                 f"input {name!r}: binary_data_size {size}, expected {count * dtype.itemsize} "

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
+from edgekit.serve import fields
 from edgekit.serve.batching import Batcher
 
 
@@ -47,7 +48,8 @@ def sequence_control(parameters: Mapping[str, Any]) -> tuple[Any, bool, bool]:
         )
     if not isinstance(sid, (int, str)) or isinstance(sid, bool):
         raise InputError(f"sequence_id must be an integer or a string, got {sid!r}")
-    return sid, bool(parameters.get("sequence_start")), bool(parameters.get("sequence_end"))
+    start = fields.flag(parameters.get("sequence_start", False), "sequence_start")
+    return sid, start, fields.flag(parameters.get("sequence_end", False), "sequence_end")
 
 
 class SequenceStore:
