@@ -46,6 +46,8 @@ def _get(url: str) -> tuple[int, Any]:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+    except OSError:  # not listening (yet)
+        return 0, None
 
 
 def test_the_config_route_is_what_edgekit_triton_writes(served: str, tiny_bundles: dict) -> None:
@@ -153,12 +155,32 @@ def _perf_analyzer(url: str, *args: str) -> str:
     reason="EDGEKIT_PERF_ANALYZER is not set (Triton's perf_analyzer; .ci/run sets it up from "
     "../shared/triton)",
 )
-def test_perf_analyzer_drives_the_server_unmodified(served: str) -> None:
-    stateless = _perf_analyzer(served, "-m", "cnn")
-    sequences = _perf_analyzer(
-        served, "-m", "charlm", "--shape", "tokens:1,1", "--input-data", "zero",
-        "--sequence-length", "20", "--sequence-id-range", "1:64",
-    )  # fmt: skip
+def test_perf_analyzer_drives_the_server_unmodified(tiny_bundles: dict[str, Path]) -> None:
+    """Against `edgekit serve` as users start it: its own process, the real command."""
+    import socket
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "edgekit", "serve", f"cnn={tiny_bundles['cnn']}",
+               f"charlm={tiny_bundles['charlm']}", "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _get(f"{url}/v2/health/ready")[0] != 200:
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        stateless = _perf_analyzer(url, "-m", "cnn")
+        sequences = _perf_analyzer(
+            url, "-m", "charlm", "--shape", "tokens:1,1", "--input-data", "zero",
+            "--sequence-length", "20", "--sequence-id-range", "1:64",
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
     for report in (stateless, sequences):
         assert "Concurrency: 4, throughput:" in report
         counts = [int(line.split(":")[1]) for line in report.splitlines()

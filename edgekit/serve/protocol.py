@@ -144,8 +144,9 @@ def _tensor(entry: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
                 f"input {name!r}: binary_data_size {size}, expected {count * dtype.itemsize} "
                 f"for shape {shape} {datatype} ({len(binary)} bytes left in the body)"
             )
-        array = np.frombuffer(binary[:size], dtype).reshape(shape).copy()
-        return name, _finite(name, datatype, array), size
+        # raw values already in their dtype, taken as sent (as Triton does: perf_analyzer's random
+        # data has NaN in it); only JSON numbers are cast, and judged after the cast
+        return name, np.frombuffer(binary[:size], dtype).reshape(shape).copy(), size
     data = entry.get("data")
     if data is None:
         raise InputError(f'input {name!r} has neither "data" nor binary_data_size')
@@ -160,8 +161,8 @@ def _tensor(entry: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
 
 
 def _finite(name: str, datatype: str, array: np.ndarray) -> np.ndarray:
-    """Float inputs must be finite in their own dtype (1e39 is inf in FP32): NaN and infinities
-    are refused as the client's mistake, not run."""
+    """JSON float inputs must be finite in their own dtype after the cast (1e39 is inf in FP32):
+    the client's mistake, refused rather than run."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError(
             f"input {name!r}: {datatype} values must be finite; got NaN, an infinity, or a value "
