@@ -127,3 +127,40 @@ def test_triton_force_onto_a_symlink_refuses_instead_of_replacing_the_link(
     result = runner.invoke(app, ["triton", str(tiny_bundles["cnn"]), "--out", str(link), "--force"])
     assert result.exit_code == 2 and "symbolic link" in result.output
     assert link.is_symlink() and (real / "keep.txt").read_text() == "mine"
+
+
+def _calibration(tmp_path: Path, image: np.ndarray) -> Path:
+    path = tmp_path / "cal.npz"
+    np.savez(path, image=image)
+    return path
+
+
+def test_calibration_with_nan_is_refused_before_any_variant_is_made(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    image = np.zeros((4, 1, 28, 28), np.float32)
+    image[1, 0, 3, 3] = np.nan
+    result = runner.invoke(
+        app, ["quantize", str(tiny_bundles["lenet"]), "--int8", "--calibration",
+              str(_calibration(tmp_path, image))],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "NaN or infinite values" in result.output, result.output
+
+
+def test_calibration_is_sized_from_its_headers_before_its_data_is_read(
+    tiny_bundles: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekit.bundle import Bundle
+    from edgekit.exporters.quantize import data
+
+    monkeypatch.setattr(data, "MAX_CALIBRATION_BYTES", 10_000)
+    path = _calibration(tmp_path, np.zeros((4, 1, 28, 28), np.float32))  # 12544 bytes
+    read = []
+    monkeypatch.setattr(np, "load", lambda *a, **k: read.append(a) or pytest.fail("data read"))
+    contract = Bundle.read(tiny_bundles["lenet"]).manifest.contract
+    with pytest.raises(InputError, match="12544 bytes, more than 10000"):
+        data.read_calibration(path, contract)
+    assert not read
+    (tmp_path / "not.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a readable .npz"):
+        data.read_calibration(tmp_path / "not.npz", contract)

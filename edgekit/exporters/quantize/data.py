@@ -62,9 +62,47 @@ def calibration_batches(
     ]
 
 
+MAX_CALIBRATION_BYTES = 1 << 30  # what --calibration may hold once read
+
+
+def _declared(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """Each array's shape and dtype from its .npy header, read before any of its data is."""
+    import zipfile
+
+    found = {}
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read(f)
+            found[info.filename.removesuffix(".npy")] = (tuple(shape), np.dtype(dtype))
+    return found
+
+
 def read_calibration(file: Path, contract: IOContract) -> dict[str, np.ndarray]:
-    """The arrays of a --calibration .npz, one per (non-state) input, checked against the contract."""
+    """The arrays of a --calibration .npz, one per (non-state) input, checked against the contract:
+    names, shapes, dtypes and size from the headers first (a small file may decompress to
+    gigabytes), then every value finite."""
     specs = {t.name: t for t in contract.inputs if t.name not in {p.input for p in contract.state}}
+    import zipfile
+
+    try:
+        declared = _declared(file)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"--calibration {file}: not a readable .npz ({exc})") from None
+    size = sum(
+        int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in declared.values()
+    )
+    if size > MAX_CALIBRATION_BYTES:
+        raise InputError(
+            f"--calibration {file}: its arrays hold {size} bytes, more than "
+            f"{MAX_CALIBRATION_BYTES}; calibration needs a few hundred rows"
+        )
     try:
         with np.load(file, allow_pickle=False) as npz:
             rows = {k: npz[k] for k in npz.files}
@@ -83,6 +121,11 @@ def read_calibration(file: Path, contract: IOContract) -> dict[str, np.ndarray]:
             raise InputError(
                 f"--calibration {file}: {name} is {a.dtype} {list(a.shape)}, expected "
                 f"{spec.dtype} {list(spec.shape)} with at least one row"
+            )
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise InputError(
+                f"--calibration {file}: {name} has NaN or infinite values; calibration ranges "
+                "need finite inputs"
             )
     return rows
 
