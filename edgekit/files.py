@@ -124,6 +124,31 @@ def remove_stale_temps(final: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def finish_interrupted_swap(final: Path) -> None:
+    """A writer that died between its two renames (`final` -> .NAME.old-PID, then the new content
+    .NAME.tmp-PID-* -> `final`) left `final` missing, or left its old content behind: finish what
+    it began. The new content was complete (the swap starts only after the write succeeded), so
+    it takes `final`; without it the old content goes back. Live writers' files are never touched.
+    """
+    for old in sorted(final.parent.glob(f".{final.name}.old-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:  # another reader may be finishing the same swap: whoever comes second finds it done
+            if not final.exists() and not final.is_symlink():
+                done = sorted(
+                    final.parent.glob(f".{final.name}.tmp-{pid}-*"),
+                    key=lambda p: p.stat().st_mtime,
+                )
+                (done[-1] if done else old).rename(final)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            elif old.exists():
+                old.unlink()
+        except OSError:
+            continue
+
+
 def refuse_overlap(out: Path, source: Path | None = None) -> None:
     """Refuse an output folder that is, contains or lies inside the source, or that is (or
     contains) the current directory: replacing it would delete what it was made from."""
@@ -151,6 +176,7 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
     import fcntl
 
     final = Path(final)
+    finish_interrupted_swap(final)  # a dead writer's half-done swap, finished before judging
     if final.exists() and not force:
         raise InputError(f"{final} already exists; pass --force to replace it")
     check_writable(final)
@@ -167,6 +193,7 @@ def atomic_directory(final: str | Path, force: bool = False) -> Iterator[Path]:
             locked = True
         except OSError:
             raise InputError(f"another edgekit process is writing {final}; wait for it") from None
+        finish_interrupted_swap(final)  # before the dead writer's temporary folders are removed
         remove_stale_temps(final)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=parent))

@@ -164,3 +164,54 @@ def test_calibration_is_sized_from_its_headers_before_its_data_is_read(
     (tmp_path / "not.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a readable .npz"):
         data.read_calibration(tmp_path / "not.npz", contract)
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_reader_finishes_a_swap_a_dead_writer_left_half_done(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """Killed between `b -> .b.old-PID` and `.b.tmp-PID-x -> b`: the complete new bundle takes
+    its place, the old one goes."""
+    import shutil
+
+    from edgekit.bundle import Bundle
+
+    pid = _dead_pid()
+    shutil.copytree(tiny_bundles["linear"], tmp_path / f".b.old-{pid}")
+    shutil.copytree(tiny_bundles["cnn"], tmp_path / f".b.tmp-{pid}-x1")
+    assert Bundle.read(tmp_path / "b").manifest.model == "cnn"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_a_writer_restores_the_old_content_when_the_new_is_gone(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from edgekit.files import atomic_directory
+
+    pid = _dead_pid()
+    shutil.copytree(tiny_bundles["linear"], tmp_path / f".b.old-{pid}")
+    # restored first, so it is not replaced without --force
+    with pytest.raises(InputError, match="already exists"), atomic_directory(tmp_path / "b"):
+        pass
+    assert (tmp_path / "b" / "edgekit.json").is_file()
+    assert not list(tmp_path.glob(".b.old-*"))
+
+
+def test_a_live_writers_swap_is_left_alone(tiny_bundles: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from edgekit.files import finish_interrupted_swap
+
+    shutil.copytree(tiny_bundles["linear"], tmp_path / f".b.old-{os.getpid()}")
+    finish_interrupted_swap(tmp_path / "b")
+    assert not (tmp_path / "b").exists() and (tmp_path / f".b.old-{os.getpid()}").is_dir()

@@ -19,7 +19,7 @@ import numpy as np
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import SCHEMA, SCHEMA_VERSION, FileRecord, Manifest
 from edgekit.errors import InputError
-from edgekit.files import read_versioned_json, sha256_file
+from edgekit.files import finish_interrupted_swap, read_versioned_json, sha256_file
 
 MANIFEST = "edgekit.json"
 
@@ -108,6 +108,8 @@ def read_manifest(bundle_dir: str | Path, verify: bool = True) -> dict[str, Any]
     edit the document."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST
+    if not bundle_dir.exists():  # a writer may have died mid-swap: finish it, then read
+        finish_interrupted_swap(bundle_dir)
     if not path.is_file():
         raise InputError(f"{bundle_dir} is not an edgekit bundle: {MANIFEST} is missing")
     doc = read_versioned_json(
