@@ -133,19 +133,12 @@ def test_every_route_answers_errors_as_json(served: str, method: str, path: str,
     assert set(body) == {"error"} and body["error"]
 
 
-LOAD_NOT_KEPT = "Failed to maintain requested inference load"  # perf_analyzer starved of CPU
-
-
 def _perf_analyzer(url: str, *args: str) -> str:
-    """perf_analyzer's report; up to 3 tries when its own load threads fell behind on a busy
-    machine (its refusal to measure, not an error of the server's)."""
+    """perf_analyzer's report, which must end with exit 0."""
     command = [PERF_ANALYZER, "-u", url, "-i", "http", "--measurement-interval", "500",
                "--concurrency-range", "1:4:3", "--max-trials", "6", "--stability-percentage", "1000",
                *args]  # fmt: skip
-    for _ in range(3):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        if LOAD_NOT_KEPT not in done.stdout + done.stderr:
-            break
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 

@@ -213,10 +213,7 @@ def test_triton_batches_concurrent_sequences_of_the_batched_repository(triton: s
                    "--max-trials", "6", "--stability-percentage", "1000", "--shape", shape,
                    "--input-data", "zero", "--sequence-length", "20",
                    "--sequence-id-range", "1:64"]  # fmt: skip
-        for _ in range(3):  # again when its load threads fell behind on a busy machine
-            done = subprocess.run(command, capture_output=True, text=True, timeout=240)
-            if "Failed to maintain requested inference load" not in done.stdout + done.stderr:
-                break
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         lines = done.stdout.splitlines()
         inferences = [int(x.split(":")[1]) for x in lines if "Inference count:" in x]

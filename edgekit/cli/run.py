@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.bundle.manifest import Manifest
 from edgekit.cli.app import (
     DeviceOption,
     PrecisionOption,
@@ -48,7 +47,7 @@ def classify(
     if text is not None or getattr(model, "text", None) is not None:
         _classify_text(model, bundle, text, images, top_k, as_json)
         return
-    if not Manifest.of(model.manifest).preprocess:
+    if not model.manifest.preprocess:
         fail(
             f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
             "image classifier",
@@ -131,7 +130,7 @@ def predict(
     import numpy as np
 
     model = load_bundle(bundle, device, precision)
-    if model.task not in ("regress", "classify") or Manifest.of(model.manifest).preprocess:
+    if model.task not in ("regress", "classify") or model.manifest.preprocess:
         fail(f"{bundle} is not a tabular bundle; predict takes feature rows", 2)
     width = model.backend.contract.inputs[0].shape[1]
     data = _read_rows(rows or [], csv, width)

@@ -223,9 +223,9 @@ class ModelFacts:
 
 def facts_of(meta: dict[str, Any]) -> ModelFacts:
     """The spec's facts for a checkpoint's metadata (an unknown model is refused by name)."""
-    contract = contract_of(meta)
+    contract = contract_of(meta)  # refuses an unknown model
     spec = MODELS[meta["model"]].spec
-    head = head_of(meta)
+    head = spec.head_for(meta["config"]) if meta["task"] == "classify" else None
     return ModelFacts(
         contract, head, spec.tolerance, spec.data_split_builder(), spec.step_graph_builder()
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import DTYPES, IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
@@ -257,7 +258,7 @@ def _open(
         cuda_graph,
         trt_cache,
         optimization=manifest.optimization,
-        step_graph=step_graph_of(bundle, manifest) if options.step_graph else None,
+        step_graph=Bundle(Path(bundle), manifest).step_graph if options.step_graph else None,
     )
 
 
@@ -266,13 +267,8 @@ def step_graph_of(
 ) -> Path | None:
     """The bundle's one-token step graph: the one the runtime steps on (export found it faster),
     or with `used_only=False` whichever the bundle has."""
-    manifest = Manifest.of(manifest)
-    if used_only:
-        step = manifest.step_file
-    else:
-        record = manifest.step_graph
-        step = record.file if record is not None and record.file else None
-    return None if step is None else Path(bundle) / step
+    read = Bundle(Path(bundle), Manifest.of(manifest))
+    return read.step_graph if used_only else read.any_step_graph
 
 
 def _provider_reason(device: str, bundle: Path, manifest: Manifest | None) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
@@ -216,10 +217,9 @@ def _unavailable(bundle: Path, manifest: Manifest | None) -> str | None:
 def _open(
     bundle: Path, manifest: Manifest | Mapping[str, Any], options: registry.OpenOptions
 ) -> Backend:
-    from edgekit.runtimes.onnxruntime import step_graph_of
-
     manifest = Manifest.of(manifest)
-    step = step_graph_of(bundle, manifest, used_only=False) if options.step_graph else None
+    # the step graph export kept, used for ORT's steps or not: OpenVINO steps on it
+    step = Bundle(Path(bundle), manifest).any_step_graph if options.step_graph else None
     return OpenVinoBackend(
         Path(bundle) / manifest.graph,
         manifest.contract,

@@ -87,7 +87,7 @@ class ServedModel:
         self.model = load(
             bundle, device=options.device, threads=options.threads, precision=options.precision
         )
-        self.manifest = Manifest.of(self.model.manifest)
+        self.manifest: Manifest = self.model.manifest
         backend = self.model.backend
         self.contract = backend.contract
         self.batcher = Batcher(backend, options.max_batch, options.max_wait_ms / 1e3, executor)
