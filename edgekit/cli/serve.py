@@ -29,11 +29,24 @@ def serve(
         int, typer.Option(help="recurrent models: live sequences at once (then 429)")
     ] = 256,
     sequence_timeout: Annotated[
-        float, typer.Option(help="seconds after which an idle sequence is evicted")
+        float,
+        typer.Option(
+            help="seconds after which an idle sequence is evicted, or a stream nobody reads dropped"
+        ),
     ] = 60.0,
     device: DeviceOption = "cpu",
     threads: Annotated[int | None, typer.Option(help="intra-op threads per model")] = None,
     precision: PrecisionOption = "fp32",
+    max_tokens: Annotated[int, typer.Option(help="tokens one generate request may ask for")] = 4096,
+    max_prompt: Annotated[int, typer.Option(help="characters in one generate prompt")] = 16_384,
+    max_generations: Annotated[
+        int, typer.Option(help="generations running at once (then 429)")
+    ] = 64,
+    max_body_mb: Annotated[int, typer.Option(help="MiB in one request body (then 413)")] = 64,
+    generation_threads: Annotated[
+        int | None,
+        typer.Option(help="workers computing generations [default: half the cores]"),
+    ] = None,
 ) -> None:
     """Serve bundles on the KServe v2 REST protocol: health, metadata, infer (batched; recurrent
     models keep state per sequence_id) and text generation with server-sent events."""
@@ -42,13 +55,18 @@ def serve(
     from edgekit.serve.models import ServeOptions, parse_bundle_arg
 
     uvicorn = require("uvicorn", "edgekit serve (pip install 'edgekit-ml[serve]')")
+    limits = {"max_tokens": max_tokens, "max_prompt": max_prompt, "max_body_mb": max_body_mb}
+    if generation_threads is not None:
+        limits["generation_threads"] = generation_threads
     options = ServeOptions(
-        max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads, precision
-    )
+        max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads, precision,
+        max_generations=max_generations, **limits,
+    )  # fmt: skip
     _check_address(host, port)
     application = create_app([parse_bundle_arg(b) for b in bundles], options)
     typer.echo(f"serving {', '.join(application.state.models)} on http://{host}:{port}/v2")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # open streams and slow clients do not hold a stopping server for more than 5 s
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 def _check_address(host: str, port: int) -> None:

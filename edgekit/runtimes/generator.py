@@ -13,6 +13,7 @@ from edgekit.runtimes.base import Backend
 from edgekit.runtimes.decode import Decoder, Generation, Sampling
 from edgekit.runtimes.golden import SelfCheck
 from edgekit.runtimes.sampling import check_sampling, check_seed
+from edgekit.runtimes.stepper import prefill_chunks
 
 
 class GenerationSession:
@@ -27,7 +28,7 @@ class GenerationSession:
         self._ready = False  # logits for the next token are available
 
     def feed(self, text: str) -> None:
-        """Run `text` through the model in one call (T = len(text)), continuing from the state."""
+        """Run `text` through the model (in calls of at most 1024 steps), continuing from the state."""
         ids = self._generator.encode(text)
         self._stepper.prefill(ids[None, :])
         self._ready = True
@@ -217,10 +218,11 @@ class Generator(SelfCheck):
         for length in sorted({len(e) for e in encoded}):
             rows = [i for i, e in enumerate(encoded) if len(e) == length]
             ids = np.stack([encoded[i] for i in rows])  # (rows, length)
-            out = self.backend.run(
-                {layout.tokens.name: layout.token_feed(ids), **layout.take_rows(state, rows)}
-            )
+            part = layout.take_rows(state, rows)
+            for piece in prefill_chunks(ids, len(rows)):  # bounded memory for long prompts
+                out = self.backend.run({layout.tokens.name: layout.token_feed(piece), **part})
+                part = layout.state_after(out)
             stepper.next_logits[rows] = layout.last_logits(out[layout.logits.name])
-            layout.put_rows(state, rows, layout.state_after(out))
+            layout.put_rows(state, rows, part)
         stepper.set_state(state)
         return stepper

@@ -30,7 +30,7 @@ from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.stepper import StepBuffers, check_prefill, checked_state
+from edgekit.runtimes.stepper import StepBuffers, checked_state, prefill_chunks
 
 NAME = "openvino"
 
@@ -182,8 +182,13 @@ class OpenVinoStepper(StepBuffers):
         return self.next_logits
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        """Feed (B, T) token ids in one call on the dynamic-shape graph; return logits (B, V)."""
-        check_prefill(ids, self.batch)
+        """Feed (B, T) token ids on the dynamic-shape graph (in calls of at most PREFILL_CHUNK
+        steps); return logits (B, V)."""
+        for piece in prefill_chunks(ids, self.batch):
+            self._prefill_call(piece)
+        return self.next_logits
+
+    def _prefill_call(self, ids: np.ndarray) -> None:
         live = self.buffers[self.current]
         out = self.backend.run({self.layout.tokens.name: self.layout.token_feed(ids), **live})
         spare = self.buffers[1 - self.current]
@@ -191,7 +196,6 @@ class OpenVinoStepper(StepBuffers):
             spare[name][...] = value
         self.current ^= 1
         self.next_logits[...] = self.layout.last_logits(out[self.layout.logits.name])
-        return self.next_logits
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value in self.buffers[self.current].items()}

@@ -41,9 +41,20 @@ def checked_state(
     return out
 
 
+PREFILL_CHUNK = 1024  # time steps per prefill call: memory stays bounded for any prompt length
+
+
 def check_prefill(ids: np.ndarray, batch: int) -> None:
     if ids.ndim != 2 or ids.shape[0] != batch or ids.shape[1] < 1:
         raise InputError(f"prefill tokens must be ({batch}, T >= 1), got {ids.shape}")
+
+
+def prefill_chunks(ids: np.ndarray, batch: int) -> list[np.ndarray]:
+    """(B, T) prompt ids as (B, <= PREFILL_CHUNK) pieces, run one after another with the state
+    carried: a recurrent graph's activations grow with T, so a long prompt in one call would need
+    memory in proportion (about 1.7 kB per character on a 2x256 LSTM), and its result is the same."""
+    check_prefill(ids, batch)
+    return [ids[:, t : t + PREFILL_CHUNK] for t in range(0, ids.shape[1], PREFILL_CHUNK)]
 
 
 def greedy(stepper: Stepper) -> Callable[[], np.ndarray]:
@@ -83,8 +94,9 @@ class HostStepper(StepBuffers):
         return self._call(self.tokens)
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        check_prefill(ids, self.batch)
-        return self._call(self.layout.token_feed(ids))
+        for piece in prefill_chunks(ids, self.batch):
+            self._call(self.layout.token_feed(piece))
+        return self.next_logits
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {name: value.copy() for name, value in self.state.items()}
@@ -168,8 +180,13 @@ class BoundStepper(StepBuffers):
         return self.next_logits
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        """Feed (B, T) token ids in one call; return the last step's logits (B, V)."""
-        check_prefill(ids, self.batch)
+        """Feed (B, T) token ids (in calls of at most PREFILL_CHUNK steps); return the last step's
+        logits (B, V)."""
+        for piece in prefill_chunks(ids, self.batch):
+            self._prefill_call(piece)
+        return self.next_logits
+
+    def _prefill_call(self, ids: np.ndarray) -> None:
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.layout.tokens.name, self.layout.token_feed(ids))
         binding.bind_output(self.layout.logits.name, "cpu")
@@ -180,7 +197,6 @@ class BoundStepper(StepBuffers):
         self.session.run_with_iobinding(binding, self.uncaptured)
         self.current ^= 1
         self.next_logits[...] = self.layout.last_logits(binding.get_outputs()[0].numpy())
-        return self.next_logits
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {name: value.numpy().copy() for name, value in self.buffers[self.current].items()}

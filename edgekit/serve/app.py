@@ -6,13 +6,14 @@
     GET  /v2/models/{name}[/versions/1]/config     the model configuration, as Triton's JSON
     POST /v2/models/{name}[/versions/1]/infer      JSON or binary tensors; sequence parameters;
                                                    the classification extension
-    GET  /v2/models[/{name}]/stats                 Triton's statistics (+ batching and sequences)
+    GET  /v2/models[/{name}]/stats                 Triton's statistics (+ batching, sequences and
+                                                   the server's generations)
     POST /v2/models/{name}/generate[_stream]       text in, text out (server-sent events)
 
 Every failure, on every route, is a JSON `{"error": "..."}` with its status: 400 for a bad request
 (a batch over --max-batch included), 404 for an unknown model or route, 405 for a wrong method,
-413 for a body over the limit, 429 when no sequence slot is free, 500 for a failure inside a
-model; none of them stops the server.
+413 for a body over the limit, 429 when no sequence or generation slot is free, 500 for a failure
+inside a model; none of them stops the server.
 """
 
 from __future__ import annotations
@@ -20,28 +21,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from edgekit._optional import require
 from edgekit.errors import InputError
-from edgekit.serve.generate import generate_events, generate_once
+from edgekit.serve.bodies import MAX_BODY, BodyBudget, BodyRefused, ClientGone, read_body
+from edgekit.serve.generate import generate_events, generate_once, send_within
+from edgekit.serve.generations import Generations, GenerationsFull
 from edgekit.serve.models import ServedModel, ServeOptions
 from edgekit.serve.protocol import HEADER_LENGTH, encode_response, parse_request
 from edgekit.serve.sequences import SequencesFull
 
-MAX_BODY = 256 << 20  # bytes
 log = logging.getLogger("edgekit.serve")
 
 
 class UnknownModel(Exception):
     pass
-
-
-class BodyTooLarge(Exception):
-    """A request body over MAX_BODY (HTTP 413), declared or found while reading it."""
 
 
 def _starlette() -> Any:
@@ -56,13 +54,16 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    options = options or ServeOptions()
-    options.check()
+    limits: ServeOptions = options or ServeOptions()
+    limits.check()
     names = [n for n, _ in bundles]
     if len(set(names)) != len(names):
         raise InputError(f"two bundles share a model name: {names}; name them with NAME=PATH")
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="edgekit-serve")
-    models = {name: ServedModel(name, path, options, executor) for name, path in bundles}
+    generations = Generations(limits.max_generations, limits.generation_threads)
+    models = {name: ServedModel(name, path, limits, executor) for name, path in bundles}
+
+    budget = BodyBudget()
 
     def model_of(request: Request) -> ServedModel:
         name, version = request.path_params["name"], request.path_params.get("version", "1")
@@ -75,14 +76,18 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
     def handled(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
         async def endpoint(request: Request) -> Any:
             try:
-                return await fn(request)
+                with budget.holding() as take:  # its body counts until the answer is ready
+                    request.state.take = take
+                    return await fn(request)
             except InputError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             except UnknownModel as exc:
                 return JSONResponse({"error": str(exc)}, 404)
-            except BodyTooLarge as exc:
-                return JSONResponse({"error": str(exc)}, 413)
-            except SequencesFull as exc:
+            except BodyRefused as exc:  # the rest of the body is not read: the connection closes
+                return JSONResponse({"error": str(exc)}, exc.status, {"Connection": "close"})
+            except ClientGone:
+                return Response(status_code=499)  # nobody to send it to
+            except (SequencesFull, GenerationsFull) as exc:
                 return JSONResponse({"error": str(exc)}, 429)
             except Exception:  # a failure inside one model never stops the server
                 # the server's own bug: the log has the exception, the client a plain line
@@ -92,19 +97,8 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         return endpoint
 
     async def body_of(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-            raise BodyTooLarge(f"the body is {declared} bytes, more than {MAX_BODY}")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # counted while read: a chunked body has no length
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise BodyTooLarge(f"the body is more than {MAX_BODY} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if request.headers.get("content-encoding") in ("gzip", "deflate"):
-            raise InputError("compressed request bodies are not supported; send them plain")
-        return body
+        limit = min(MAX_BODY, limits.max_body_mb << 20)  # MAX_BODY is read at each request
+        return await read_body(request.stream(), request.headers, limit, request.state.take)
 
     async def live(request: Request) -> Any:
         return Response(status_code=200)
@@ -138,28 +132,59 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
 
     async def stats(request: Request) -> Any:
         chosen = [model_of(request)] if "name" in request.path_params else list(models.values())
-        return JSONResponse({"model_stats": [m.stats() for m in chosen]})
+        return JSONResponse(
+            {"model_stats": [m.stats() for m in chosen], "generations": generations.stats()}
+        )
+
+    async def client_left(request: Request) -> None:
+        """Returns when the client of a request whose body has been read disconnects."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
     async def generate(request: Request) -> Any:
         model = model_of(request)
-        return JSONResponse(await generate_once(model, await body_of(request), executor))
+        body = await body_of(request)
+        answer = await generate_once(model, body, generations, lambda: client_left(request))
+        return Response(status_code=204) if answer is None else JSONResponse(answer)
+
+    class EventStream(StreamingResponse):
+        """Server-sent events; a client that reads nothing for --sequence-timeout is dropped."""
+
+        async def stream_response(self, send: Any) -> None:
+            try:
+                await self._send_all(send)
+            finally:  # a dropped stream's generation stops now, not when collected
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+        async def _send_all(self, send: Any) -> None:
+            start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+            stall, running = limits.sequence_timeout_s, generations
+            if not await send_within(send, start, stall, running):
+                return
+            async for event in self.body_iterator:
+                message = {"type": "http.response.body", "body": event, "more_body": True}
+                if not await send_within(send, message, stall, running):
+                    return
+            end = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send_within(send, end, stall, running)
 
     async def generate_stream(request: Request) -> Any:
         model = model_of(request)
-        events = generate_events(model, await body_of(request))
-        first = await anext(events)  # a bad request fails here, before the stream starts
+        events = generate_events(model, await body_of(request), generations)
+        first = await anext(events)  # a bad request or a full server fails here, before the stream
 
-        async def stream() -> AsyncIterator[bytes]:
+        async def stream() -> AsyncGenerator[bytes, None]:
             yield first
-            async for event in events:
-                yield event
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return EventStream(stream(), media_type="text/event-stream")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         async def evict() -> None:  # sequences of clients that went away
-            period = min(1.0, options.sequence_timeout_s / 4)
+            period = min(1.0, limits.sequence_timeout_s / 4)
             while True:
                 await asyncio.sleep(period)
                 for m in models.values():
@@ -172,6 +197,7 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         finally:
             task.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
+            generations.shutdown()
 
     model_path = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
@@ -203,4 +229,5 @@ def create_app(bundles: list[tuple[str, Path]], options: ServeOptions | None = N
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
     app.state.models = models
+    app.state.generations = generations
     return app

@@ -106,7 +106,7 @@ class Batcher:
                         item = await asyncio.wait_for(self.queue.get(), max(timeout, 0))
                     else:
                         item = self.queue.get_nowait()
-                except (TimeoutError, asyncio.QueueEmpty):
+                except (asyncio.TimeoutError, asyncio.QueueEmpty):  # (TimeoutError from 3.11)
                     break
                 if item.key != first.key or rows + item.rows > self.max_batch:
                     held = item

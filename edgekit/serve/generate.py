@@ -6,35 +6,50 @@
                                             then a last event with "done": true
 
 Parameters: max_tokens (or max_new_tokens), temperature, top_k, top_p, seed, stop (a string or a
-list). The Generator runs in a worker thread; a stream whose client disconnects stops generating.
+list). Prompts and max_tokens are bounded by the server's --max-prompt and --max-tokens. Tokens are
+computed by the server's generation workers (generations.py): a generation stops when its client
+leaves, and a stream whose client reads nothing for --sequence-timeout seconds is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import Executor
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from edgekit.errors import InputError
-from edgekit.runtimes.decode import MAX_HELD_TOKENS, Generation, Sampling
+from edgekit.runtimes.decode import Generation, Sampling
 from edgekit.serve import fields
+from edgekit.serve.generations import Generations
+from edgekit.serve.models import ServeOptions
 from edgekit.serve.protocol import json_object
 
 KNOWN = {"max_tokens", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"}
-_DONE = object()
+MAX_STOPS, MAX_STOP = 16, 256  # stop strings per request, characters per stop string
+log = logging.getLogger("edgekit.serve")
 
 
-def _request(model: Any, body: bytes) -> tuple[Any, str, Generation]:
-    """(the Generator, the prompt, how to generate) of a generate request body."""
+def _request(
+    model: Any, body: bytes, limits: ServeOptions | None = None
+) -> tuple[Any, str, Generation]:
+    """(the Generator, the prompt, how to generate) of a generate request body, within the
+    server's limits (its --max-prompt and --max-tokens)."""
+    limits = limits or ServeOptions()
     task = model.manifest.task
     if task != "generate" or model.sequences is None:
         raise InputError(f"{model.name} is a {task} model; generate needs text")
     request = json_object(body or b"{}")
     if not isinstance(request.get("text_input"), str):
         raise InputError('a generate request is a JSON object with a "text_input" string')
+    prompt = request["text_input"]
+    if len(prompt) > limits.max_prompt:
+        raise InputError(
+            f"text_input has {len(prompt)} characters, more than this server takes "
+            f"(--max-prompt {limits.max_prompt})"
+        )
     params = request.get("parameters") or {}
     if not isinstance(params, dict):
         raise InputError('"parameters" must be an object')
@@ -45,7 +60,7 @@ def _request(model: Any, body: bytes) -> tuple[Any, str, Generation]:
         params.get("max_tokens", params.get("max_new_tokens", 100)),
         "max_tokens",
         0,
-        MAX_HELD_TOKENS,
+        limits.max_tokens,  # the server's --max-tokens
     )
     top_k, top_p, seed = params.get("top_k"), params.get("top_p"), params.get("seed")
     sampling = Sampling(
@@ -53,14 +68,19 @@ def _request(model: Any, body: bytes) -> tuple[Any, str, Generation]:
         None if top_k is None else fields.integer(top_k, "top_k", 1),
         None if top_p is None else fields.number(top_p, "top_p", 0.0, 1.0),
     )
-    stop = params.get("stop")
+    stop = None if params.get("stop") is None else fields.strings(params["stop"], "stop")
+    if stop is not None and (len(stop) > MAX_STOPS or max(map(len, stop), default=0) > MAX_STOP):
+        raise InputError(
+            f"stop: at most {MAX_STOPS} strings of at most {MAX_STOP} characters, got "
+            f"{len(stop)} of up to {max(map(len, stop))}"
+        )
     options = Generation(
         max_new_tokens,
         sampling,
         None if seed is None else fields.integer(seed, "seed", 0, 2**32 - 1),
-        None if stop is None else fields.strings(stop, "stop"),
+        stop,
     )
-    return model.model, request["text_input"], options
+    return model.model, prompt, options
 
 
 def _event(model: Any, text: str, done: bool = False) -> bytes:
@@ -70,46 +90,46 @@ def _event(model: Any, text: str, done: bool = False) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
-async def generate_once(model: Any, body: bytes, executor: Executor) -> dict[str, Any]:
-    generator, prompt, options = _request(model, body)
-    loop = asyncio.get_running_loop()
-    text = await loop.run_in_executor(executor, lambda: generator.generate(prompt, options=options))
-    return {"model_name": model.name, "model_version": "1", "text_output": text}
-
-
-async def generate_events(model: Any, body: bytes) -> AsyncIterator[bytes]:
-    """Server-sent events of a streamed generation. A bad request raises before the first event."""
-    generator, prompt, options = _request(model, body)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the server's loop has closed
-            stop.set()
-
-    def produce() -> None:
-        try:
-            for ch in generator.stream(prompt, options=options):
-                if stop.is_set():  # the client went away
-                    return
-                put(ch)
-        except Exception as exc:  # bad arguments (the first item), or a failing model
-            put(exc)
-        finally:
-            put(_DONE)
-
-    threading.Thread(target=produce, name="edgekit-generate", daemon=True).start()
+async def generate_once(
+    model: Any, body: bytes, generations: Generations, client_left: Callable[[], Awaitable[Any]]
+) -> dict[str, Any] | None:
+    """The whole text of one generation; None when the client left before it was done (the
+    generation then stops, its remaining tokens never computed)."""
+    generator, prompt, options = _request(model, body, model.options)
+    gone = asyncio.ensure_future(client_left())
+    text: list[str] = []
     try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                yield _event(model, "", done=True)
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield _event(model, item)
+        async with contextlib.aclosing(generations.chunks(generator, prompt, options)) as chunks:
+            async for chunk in chunks:
+                if gone.done():
+                    generations.counts["client_left"] += 1
+                    return None
+                text += chunk
     finally:
-        stop.set()
+        gone.cancel()
+    return {"model_name": model.name, "model_version": "1", "text_output": "".join(text)}
+
+
+async def generate_events(
+    model: Any, body: bytes, generations: Generations
+) -> AsyncGenerator[bytes, None]:
+    """Server-sent events of a streamed generation. A bad request, or a full server, raises with
+    the first event, before the response starts."""
+    generator, prompt, options = _request(model, body, model.options)
+    async with contextlib.aclosing(generations.chunks(generator, prompt, options)) as chunks:
+        async for chunk in chunks:
+            for ch in chunk:
+                yield _event(model, ch)
+    yield _event(model, "", done=True)
+
+
+async def send_within(send: Any, message: Any, seconds: float, generations: Generations) -> bool:
+    """Send one message of a stream, or give up after `seconds` of a client that reads nothing
+    (its buffers full); False then, and the stream ends there."""
+    try:
+        await asyncio.wait_for(send(message), seconds)
+        return True
+    except asyncio.TimeoutError:  # (TimeoutError itself from Python 3.11)
+        generations.counts["stalled"] += 1
+        log.warning("dropped a generate_stream whose client read nothing for %g s", seconds)
+        return False

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
+from edgekit.runtimes.decode import MAX_HELD_TOKENS
 from edgekit.serve.batching import Batcher
 from edgekit.serve.protocol import v2_datatype
 from edgekit.serve.sequences import SequenceStore
@@ -21,6 +23,13 @@ MAX_ROWS = 65_536  # rows in one batched call
 MAX_WAIT_MS = 60_000.0  # a batch waits at most a minute for company
 MAX_SEQUENCES = 1_000_000
 MAX_IDLE_S = 86_400.0  # a sequence idle for a day is evicted, whatever was asked
+MAX_PROMPT = 1 << 20  # characters; prefill runs in bounded chunks, but time grows with length
+MAX_GENERATIONS = 4096
+
+
+def half_the_cores() -> int:
+    """Generation workers by default: inference keeps the other half of the machine."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,23 @@ class ServeOptions:
     device: str = "cpu"
     threads: int | None = None
     precision: str = "fp32"  # or a variant from edgekit quantize: int8, fp16, auto
+    max_tokens: int = 4096  # tokens one generate request may ask for
+    max_prompt: int = 16_384  # characters of one generate prompt
+    max_generations: int = 64  # generations live at once (then 429)
+    generation_threads: int = field(default_factory=half_the_cores)
+    max_body_mb: int = 64  # MiB in one request body (then 413), as Triton's HTTP default
 
     def check(self) -> None:
         """Every option finite and within what a server can honour (NaN and inf refused)."""
+        for flag, value, top in (
+            ("--max-tokens", self.max_tokens, MAX_HELD_TOKENS),
+            ("--max-prompt", self.max_prompt, MAX_PROMPT),
+            ("--max-generations", self.max_generations, MAX_GENERATIONS),
+            ("--generation-threads", self.generation_threads, 256),
+            ("--max-body-mb", self.max_body_mb, 1024),
+        ):
+            if not 1 <= value <= top:
+                raise InputError(f"{flag} must be 1 .. {top}, got {value}")
         if not 1 <= self.max_batch <= MAX_ROWS:
             raise InputError(f"--max-batch must be 1 .. {MAX_ROWS}, got {self.max_batch}")
         if not 0 <= self.max_wait_ms <= MAX_WAIT_MS:
