@@ -278,6 +278,8 @@ class Source:
     module: str | None = None  # user module: its class
     data: Mapping[str, Any] | None = None  # zoo: how its data was drawn (to rebuild the split)
     metrics: Mapping[str, Any] | None = None
+    factory: str | None = None  # `export --module`: FILE.py:FACTORY as resolved at export
+    weights: str | None = None  # and its --weights file, if any
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Source:
@@ -287,11 +289,13 @@ class Source:
             doc.get("module"),
             doc.get("data"),
             doc.get("metrics"),
+            doc.get("factory"),
+            doc.get("weights"),
         )
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"sha256": self.sha256}
-        for key in ("checkpoint", "module", "data", "metrics"):
+        for key in ("checkpoint", "module", "data", "metrics", "factory", "weights"):
             if getattr(self, key) is not None:
                 doc[key] = getattr(self, key)
         return doc

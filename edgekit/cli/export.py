@@ -169,18 +169,28 @@ def _report_table(report: Mapping[str, Any]) -> str:
 def verify(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
     checkpoint: Annotated[
-        Path | None, typer.Option(help="source checkpoint (default: manifest)")
+        Path | None, typer.Option(help="source checkpoint (default: the manifest's source)")
+    ] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(help="source module FILE.py:FACTORY (default: the manifest's source)"),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="with --module: its safetensors weights")
     ] = None,
     steps: Annotated[
         int, typer.Option(help="recurrent models: greedy rollout steps checked")
     ] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Re-run the parity checks of a bundle against its source checkpoint; exit 0 or 1."""
+    """Re-run the parity checks of a bundle against its source (the checkpoint or module it was
+    exported from, as its manifest records); exit 0 or 1."""
     _require_steps(steps)
+    if weights is not None and module is None:
+        fail("--weights goes with --module (a checkpoint carries its own weights)", 2)
     from edgekit.exporters.verify import verify_bundle, verify_variants
 
-    report = verify_bundle(bundle, checkpoint, steps)
+    report = verify_bundle(bundle, checkpoint, steps, module, weights)
     variants = verify_variants(bundle)  # each reduced-precision variant too
     _print_verdict("verify", bundle, report, as_json, variants)
 

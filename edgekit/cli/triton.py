@@ -7,20 +7,28 @@ from typing import Annotated
 
 import typer
 
-from edgekit.cli.app import PrecisionOption, app, print_json, user_errors
+from edgekit.cli.app import PrecisionOption, app, fail, print_json, user_errors
 
 
 @app.command()
 @user_errors
 def triton(
-    bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
+    bundles: Annotated[
+        list[str],
+        typer.Argument(
+            help="bundle directories (from edgekit export), each PATH or NAME=PATH",
+            metavar="BUNDLE",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="the model repository to write")],
     name: Annotated[
-        str | None, typer.Option(help="model name (default: the bundle's folder)")
+        str | None, typer.Option(help="model name, for one bundle (default: its folder)")
     ] = None,
     max_batch: Annotated[int, typer.Option(help="max_batch_size for batchable models")] = 32,
     precision: PrecisionOption = "fp32",
-    force: Annotated[bool, typer.Option(help="replace an existing repository")] = False,
+    force: Annotated[
+        bool, typer.Option(help="replace an existing repository (all its models)")
+    ] = False,
     batch_sequences: Annotated[
         bool,
         typer.Option(
@@ -33,10 +41,17 @@ def triton(
         bool, typer.Option("--json", help="print what was written as JSON")
     ] = False,
 ) -> None:
-    """Write a Triton model repository (config.pbtxt + 1/model.onnx) that Triton loads as is."""
-    from edgekit.exporters.triton_repository import write_repository
+    """Write a Triton model repository (config.pbtxt + 1/model.onnx per bundle) that Triton loads
+    as is; several bundles make one repository, written at once."""
+    from edgekit.exporters.triton_repository import write_models
+    from edgekit.serve.models import parse_bundle_arg
 
-    written = write_repository(bundle, out, name, max_batch, precision, force, batch_sequences)
+    if name is not None and len(bundles) != 1:
+        fail("--name names one bundle; name several with NAME=PATH", 2)
+    named = [parse_bundle_arg(b) for b in bundles]
+    if name is not None:
+        named = [(name, named[0][1])]
+    written = write_models(named, out, max_batch, precision, force, batch_sequences)
     if json_out:
         print_json(written)
         return

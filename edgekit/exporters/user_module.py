@@ -3,13 +3,18 @@
 The factory takes no arguments and returns a dict: `module` and `example_inputs`, plus any keyword
 of `edgekit.export` that describes the I/O (input_names, output_names, dynamic_axes, state_pairs,
 axes, int_ranges, task, labels, vocab, preprocess). `--weights` loads a safetensors state dict into
-the module first (strictly: every key and shape must match).
+the module first (strictly: every key and shape must match). The file's folder goes on the import
+path, as Python does for a script, so it may import its siblings. The bundle's manifest records the
+factory and the weights (source.factory, source.weights), so verify, quantize and bench rebuild the
+torch reference from them without another word from the user.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,9 @@ def load_factory(spec: str) -> Any:
     path = Path(path_text)
     if not path.is_file() or path.suffix != ".py":
         raise InputError(f"--module: {path} is not a Python file")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # its sibling modules import as they would for `python FILE.py`
+        sys.path.insert(0, folder)
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     loader_spec = importlib.util.spec_from_file_location(f"edgekit_user_{digest}", path)
     if loader_spec is None or loader_spec.loader is None:
@@ -66,7 +74,17 @@ def plan_from_factory(spec: str, weights: Path | None = None) -> Plan:
     module = made.pop("module")
     if weights is not None:
         load_weights(module, weights)
-    return plan_from_module(module, made.pop("example_inputs"), Declarations(**made))
+    plan = plan_from_module(module, made.pop("example_inputs"), Declarations(**made))
+    path, _, name = spec.rpartition(":")
+    source = plan.described.source
+    assert source is not None  # plan_from_module records the module's digest
+    recorded = dataclasses.replace(
+        source,
+        factory=f"{Path(path).resolve()}:{name}",
+        weights=None if weights is None else str(Path(weights).resolve()),
+    )
+    plan.described = dataclasses.replace(plan.described, source=recorded)
+    return plan
 
 
 def load_weights(module: Any, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Verifying a bundle: re-run the export-time parity suite against its source checkpoint."""
+"""Verifying a bundle: re-run the export-time parity suite against its source (checkpoint or module)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from edgekit.bundle.directory import Bundle
 from edgekit.errors import InputError
 from edgekit.exporters.check import parity_suite
 from edgekit.exporters.diverge import diagnose
-from edgekit.exporters.plan import plan_from_checkpoint
+from edgekit.exporters.source import source_plan
 from edgekit.parity import ParityReport
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
@@ -20,24 +20,14 @@ def verify_bundle(
     bundle: str | Path,
     checkpoint: str | Path | None = None,
     steps: int = 200,
+    module: str | None = None,
+    weights: str | Path | None = None,
 ) -> ParityReport:
-    """The parity report of `bundle` (on ONNX Runtime, CPU) against its source checkpoint."""
+    """The parity report of `bundle` (on ONNX Runtime, CPU) against its source: the checkpoint or
+    module factory the manifest records, or the one given."""
     read = Bundle.read(bundle)
     manifest = read.manifest
-    source = manifest.source
-    if checkpoint is None:
-        if source is None or source.checkpoint is None:
-            raise InputError(
-                f"{bundle} was exported from a module, not a checkpoint; pass --checkpoint"
-            )
-        checkpoint = source.checkpoint
-    plan = plan_from_checkpoint(checkpoint)
-    planned = plan.described.source
-    if (planned.sha256 if planned else None) != (source.sha256 if source is not None else None):
-        raise InputError(
-            f"checkpoint {checkpoint} is not this bundle's source (its sha256 differs "
-            "from the manifest's source.sha256)"
-        )
+    plan = source_plan(manifest, checkpoint, module, weights)
     if steps < 0:
         raise InputError(f"--steps must be >= 0, got {steps}")
     contract = manifest.contract

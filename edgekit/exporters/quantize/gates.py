@@ -211,14 +211,16 @@ def _language_model(run: _Run, layout: Layout) -> None:
         gates["held_out"] = f"{len(text)} held-out characters"
         z32, z8 = _stream_logits(layout, fp32, text), _stream_logits(layout, variant, text)
     else:
-        key = next(
-            k[: -len("/in/" + layout.tokens.name)]
-            for k in golden
-            if k.endswith("/in/" + layout.tokens.name)
-        )
-        text = golden[f"{key}/in/{layout.tokens.name}"][0]
-        gates["held_out"] = f"{len(text)} held-out characters (from the golden records)"
-        z32 = golden[f"{key}/out/{layout.logits.name}"][0]
+        suffix = "/in/" + layout.tokens.name
+        key = next((k[: -len(suffix)] for k in golden if k.endswith(suffix)), None)
+        if key is not None:  # a real-text record
+            text = golden[f"{key}{suffix}"][0]
+            gates["held_out"] = f"{len(text)} held-out characters (from the golden records)"
+            z32 = golden[f"{key}/out/{layout.logits.name}"][0]
+        else:  # a user's module has no text of its own: torch's greedy rollout stands in
+            text = np.concatenate([np.ravel(prompt), np.ravel(tokens)])
+            gates["held_out"] = f"{len(text)} tokens of torch's greedy rollout (no held-out text)"
+            z32 = _stream_logits(layout, fp32, text)
         z8 = _stream_logits(layout, variant, text)
     gates["perplexity_fp32"] = _perplexity(z32, text)
     gates["perplexity_variant"] = _perplexity(z8, text)
