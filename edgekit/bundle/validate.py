@@ -1,9 +1,10 @@
 """What a bundle manifest document may say, checked before anything in it is trusted (torch-free).
 
-One InputError lists every problem: missing keys, wrong types, and paths. Every file the manifest
-names (the graph, engines, variants, golden records) must be a plain file name inside the bundle
-(no separator, no "..", not absolute, not a link) and listed in `files`; `files` itself may list
-only plain names.
+One InputError lists every problem: missing keys, wrong types, paths, and an image preprocessing
+spec the runtime would not apply as written (edgekit.preprocess.check_image_spec). Every file the
+manifest names (the graph, engines, variants, golden records) must be a plain file name inside the
+bundle (no separator, no "..", not absolute, not a link) and listed in `files`; `files` itself may
+list only plain names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle.io import DTYPES
+from edgekit.preprocess import image_spec_problems
 
 TASKS = ("classify", "regress", "generate", "generic")
 VARIANT_PRECISIONS = ("int8", "fp16")
@@ -113,6 +115,8 @@ def problems(manifest: Mapping[str, Any], bundle: Path | None) -> list[str]:
         ):
             found.append(f"state[{i}] must name an input and an output")
     found += _tolerance_problems("tolerance", manifest.get("tolerance"))
+    if isinstance(manifest.get("preprocess"), dict):  # what the runtime applies to images
+        found += image_spec_problems(manifest["preprocess"])
     for i, variant in enumerate(manifest.get("variants") or []):
         found += _variant_problems(f"variants[{i}]", variant)
     files = manifest.get("files")

@@ -143,7 +143,7 @@ class Declarations:
     task: str = "generic"
     labels: Sequence[str] | None = None
     vocab: Sequence[str] | None = None  # the token of each id
-    preprocess: Mapping[str, Any] | None = None
+    preprocess: Mapping[str, Any] | None = None  # images: edgekit.preprocess.check_image_spec
 
 
 def describe_module(

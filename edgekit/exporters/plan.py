@@ -19,10 +19,12 @@ from torch.utils import _pytree as pytree
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import GRAPH, Manifest
 from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source, StepGraph, Tolerance
+from edgekit.errors import InputError
 from edgekit.exporters.module_io import Declarations, describe_module
 from edgekit.exporters.samples import Sample, real_samples
 from edgekit.models.flat import export_module
 from edgekit.models.registry import facts_of
+from edgekit.preprocess import CHANNELS, check_image_spec
 
 
 @dataclass
@@ -61,7 +63,7 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
             head=facts.head,
             labels=_strings(meta.get("labels")),
             vocab=_strings(meta.get("vocab")),
-            preprocess=meta.get("preprocess"),
+            preprocess=_checked(meta.get("preprocess")),
             columns=_strings(meta.get("columns")),
             source=Source(
                 ckpt.sha256,
@@ -93,7 +95,15 @@ def plan_from_module(
     module: torch.nn.Module, example_inputs: Any, declared: Declarations = Declarations()
 ) -> Plan:
     """A user's module: its contract is read from one run on the example inputs (module_io.py)."""
+    preprocess = _checked(declared.preprocess)
+    if preprocess is not None and declared.task not in IMAGE_TASKS:
+        raise InputError(
+            f"preprocess is applied by the {' and '.join(IMAGE_TASKS)} task APIs; "
+            f"task {declared.task!r} would ignore it (pass task='classify' or 'regress', or drop it)"
+        )
     flat, contract = describe_module(module, example_inputs, declared)
+    if preprocess is not None:
+        _fits_first_input(preprocess, contract)
     return Plan(
         flat,
         contract,
@@ -104,13 +114,34 @@ def plan_from_module(
             model=type(module).__name__,
             labels=_strings(declared.labels),
             vocab=_strings(declared.vocab),
-            preprocess=declared.preprocess,
+            preprocess=preprocess,
             input_tree=pytree.treespec_dumps(flat.in_spec),
             source=Source(module_digest(module), module=type(module).__qualname__),
         ),
         [],
         "no real data for a user module",
     )
+
+
+IMAGE_TASKS = ("classify", "regress")  # the task APIs that take images through `preprocess`
+
+
+def _checked(spec: Any) -> dict[str, Any] | None:
+    """An image preprocessing spec with its defaults filled in; anything else is one InputError."""
+    return None if spec is None else check_image_spec(spec)
+
+
+def _fits_first_input(spec: dict[str, Any], contract: IOContract) -> None:
+    """The task APIs feed preprocessed images (N, C, H, W) to the first input: its fixed dims agree."""
+    first = contract.inputs[0]
+    made = (CHANNELS[spec["color"]], *spec["resize"])
+    if len(first.shape) != 4 or any(
+        isinstance(d, int) and d != m for d, m in zip(first.shape[1:], made, strict=True)
+    ):
+        raise InputError(
+            f"preprocess makes images (batch, {', '.join(map(str, made))}) (color {spec['color']}, "
+            f"resize {spec['resize']}), but input {first.name!r} has shape {list(first.shape)}"
+        )
 
 
 def _strings(values: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -96,7 +96,10 @@ def export(
     dynamic axis per tensor ({"tokens": {0: "batch", 1: "time"}}); `axes` gives an axis its role,
     minimum and export size ({"seq": {"role": "time", "min": 5}}); `int_ranges` the valid values of
     an integer input ({"ids": (0, 1000)}). A recurrent module lists `state_pairs`
-    [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output.
+    [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output. An image model
+    (task classify or regress) may give `preprocess`, the spec its task API applies to images
+    (edgekit.preprocess: resize, interpolation, color, scale, mean, std, layout); any field or value
+    it would not apply as written is refused with one InputError.
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.

@@ -181,9 +181,8 @@ def train_digits(opts: TrainOptions, device: torch.device, show: bool) -> TrainR
     data = digits_data.read_npz(opts.data) if opts.data else digits_data.builtin_digits(opts.seed)
     if opts.model == "lenet" and data.x_train.shape[1:] not in ((28, 28), (32, 32)):
         raise InputError(f"lenet takes 28x28 or 32x32 images, got {data.x_train.shape[1:]}")
-    spec = image_spec(data.x_train.shape[1], "L", (0.0,), (1.0,))  # x / 255, as the seed
-    if opts.model == "rowlstm":
-        spec["layout"] = "NHW"  # one image row per time step
+    # x / 255, as the seed; rowlstm too takes (N, 1, H, W) and reads one image row per time step
+    spec = image_spec(data.x_train.shape[1], "L", (0.0,), (1.0,))
     entry = get_model(opts.model)
     size = data.x_train.shape[1]
     if opts.model == "lenet":
