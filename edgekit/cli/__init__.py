@@ -8,7 +8,7 @@ from edgekit.cli.app import app, main
 
 # Each module registers its commands on import; this order is the order `edgekit --help` lists them.
 # isort: off
-from edgekit.cli import train, export, quantize, run, bench, serve, triton  # noqa: F401
+from edgekit.cli import train, export, quantize, run, tensors, bench, serve, triton  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -16,10 +16,31 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from edgekit.errors import EdgekitError
 
+
+class _Commands(TyperGroup):
+    """The command group; `bench --json` with no file after it means stdout, as `--json` does on
+    every other command (`bench --json FILE` still writes the document to FILE)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, json_to_stdout(args))
+
+
+def json_to_stdout(args: list[str]) -> list[str]:
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command != "bench" or "--json" not in args:
+        return args
+    at = args.index("--json") + 1
+    if at == len(args) or (args[at].startswith("-") and args[at] != "-"):
+        return [*args[:at], "-", *args[at:]]
+    return args
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="edgekit",
     help="Train small PyTorch models, export verified ONNX bundles, run and benchmark them.",
     no_args_is_help=True,
@@ -32,9 +53,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> NoReturn:
-    """Print `error: message` on stderr and exit with `code` (2 bad input, 1 check failed)."""
+    """Print `error: message` on stderr and exit with `code` (2 bad input, 1 check failed); with
+    --json, stdout gets the error as the command's one JSON document: {"error", "exit_code"}."""
     typer.echo(f"error: {message}", err=True)
+    if JSON_OUTPUT["on"]:
+        typer.echo(json.dumps({"error": message, "exit_code": code}))
     raise typer.Exit(code)
+
+
+JSON_OUTPUT = {"on": False}  # the running command was asked for --json on stdout
+
+
+def wants_json(kwargs: dict[str, Any]) -> bool:
+    """--json on stdout: the flag (as_json / json_out), or bench's `--json -`."""
+    value = kwargs.get("as_json", kwargs.get("json_out"))
+    return value is True or (isinstance(value, Path) and str(value) == "-")
 
 
 def user_errors(fn: F) -> F:
@@ -42,6 +75,7 @@ def user_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        JSON_OUTPUT["on"] = wants_json(kwargs)
         try:
             return fn(*args, **kwargs)
         except EdgekitError as exc:
@@ -79,10 +113,24 @@ def print_json(obj: Any) -> None:
 DEBUG = {"on": False}  # --debug: let unexpected errors show their traceback
 
 
+def _version(value: bool) -> None:
+    if value:
+        from edgekit.version import __version__
+
+        typer.echo(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(
     debug: Annotated[
         bool, typer.Option("--debug", help="show tracebacks of unexpected errors")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print edgekit's version and exit"
+        ),
     ] = False,
 ) -> None:
     DEBUG["on"] = debug
@@ -117,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {message}{hint}", err=True)
+        if "--json" in (argv if argv is not None else sys.argv[1:]):  # still one JSON document
+            typer.echo(json.dumps({"error": f"{message}{hint}", "exit_code": 2}))
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)
 

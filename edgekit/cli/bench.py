@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.cli.app import app, fail, user_errors
+from edgekit.cli.app import app, fail, print_json, user_errors
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -55,7 +55,12 @@ def bench(
         bool, typer.Option(help="measure cold start and peak RSS per backend")
     ] = True,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="write the result document here")
+        Path | None,
+        typer.Option(
+            "--json",
+            help="print the result document on stdout instead of the table; --json FILE writes "
+            "it to FILE as well as printing the table",
+        ),
     ] = None,
     markdown_out: Annotated[
         Path | None, typer.Option("--markdown", help="write a markdown report")
@@ -87,6 +92,9 @@ def bench(
         fail("give --iters or --duration, not both", 2)
     if rounds < 1:
         fail(f"--rounds must be >= 1, got {rounds}", 2)
+    to_stdout = json_out is not None and str(json_out) == "-"
+    if to_stdout:
+        json_out = None
     for path, flag in ((json_out, "--json"), (markdown_out, "--markdown"), (plot, "--plot")):
         report.check_output_path(path, flag)
     if plot is not None:
@@ -130,9 +138,10 @@ def bench(
             threads,
             precision,
         )
-        report.print_report(doc)
-        typer.echo("\n".join(lines(doc)))
-        _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance)
+        if not to_stdout:
+            report.print_report(doc)
+            typer.echo("\n".join(lines(doc)))
+        _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance, to_stdout)
         return
     prog = _Progress()
     try:
@@ -149,8 +158,9 @@ def bench(
     finally:
         if prog.ctx is not None:
             prog.ctx.__exit__(None, None, None)
-    report.print_report(doc)
-    _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance)
+    if not to_stdout:
+        report.print_report(doc)
+    _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance, to_stdout)
 
 
 def _write_and_compare(
@@ -160,7 +170,10 @@ def _write_and_compare(
     plot: Path | None,
     baseline: dict[str, Any] | None,
     allowance: float,
+    to_stdout: bool = False,
 ) -> None:
+    """Write the reports asked for; with `to_stdout` the document is the only thing on stdout
+    (with --compare, its comparison rows are in it, under "comparison")."""
     from edgekit.bench import compare as comparing
     from edgekit.bench import report
 
@@ -170,8 +183,10 @@ def _write_and_compare(
         report.write_markdown(doc, markdown_out)
     if plot is not None:
         report.write_plot(doc, plot)
-    if baseline is not None:
-        rows = comparing.compare(doc, baseline, allowance)
+    rows = comparing.compare(doc, baseline, allowance) if baseline is not None else []
+    if to_stdout:
+        print_json({**doc, "comparison": rows} if baseline is not None else doc)
+    elif baseline is not None:
         typer.echo("\n".join(comparing.lines(rows, allowance)))
-        if any(r["regressed"] for r in rows):
-            raise typer.Exit(1)
+    if any(r["regressed"] for r in rows):
+        raise typer.Exit(1)

@@ -61,8 +61,11 @@ def quantize(
             calibration,
             replace=replace,
         )
-    except DoesNotPay as exc:
-        typer.echo(str(exc))
+    except DoesNotPay as exc:  # a decision, not an error: exit 0, nothing written
+        if as_json:
+            print_json({"precision": "int8" if int8 else "fp16", "kept": False, "reason": str(exc)})
+        else:
+            typer.echo(str(exc))
         return
     if as_json:
         print_json(record)

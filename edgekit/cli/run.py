@@ -41,7 +41,8 @@ def classify(
     if model.task != "classify":
         fail(
             f"{bundle} is a {model.task} bundle; classify needs an image classifier (or a text "
-            "classifier, with --text)",
+            f"classifier, with --text); run any bundle on tensors: edgekit run {bundle} --input "
+            "X.npz",
             2,
         )
     if text is not None or getattr(model, "text", None) is not None:
@@ -50,7 +51,7 @@ def classify(
     if not model.manifest.preprocess:
         fail(
             f"{bundle} is a {model.task} bundle without image preprocessing; classify needs an "
-            "image classifier",
+            f"image classifier; run it on tensors: edgekit run {bundle} --input X.npz",
             2,
         )
     if not images:
@@ -203,6 +204,10 @@ def generate(
     stream: Annotated[bool, typer.Option(help="print characters as they are produced")] = False,
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="print {prompt, text, ...} as JSON once done (not streamed)"),
+    ] = False,
 ) -> None:
     """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
     from edgekit.runtimes.decode import Generation, Sampling
@@ -211,6 +216,14 @@ def generate(
     if model.task != "generate":
         fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
     options = Generation(max_new_tokens, Sampling(temperature, top_k, top_p), seed)
+    if as_json:
+        text = model.generate(prompt, options=options)
+        asked = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
+                 "top_p": top_p, "seed": seed}  # fmt: skip
+        print_json(
+            {"bundle": str(bundle), "device": model.device, "prompt": prompt, "text": text, **asked}
+        )
+        return
     if stream:
         typer.echo(prompt, nl=False)
         for ch in model.stream(prompt, options=options):

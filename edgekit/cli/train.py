@@ -90,12 +90,28 @@ def train(
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(help="a checkpoint or bundle directory")],
+    path: Annotated[
+        Path, typer.Argument(help="a checkpoint or bundle directory, or an .onnx file")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="print the metadata as JSON")] = False,
 ) -> None:
-    """Show a checkpoint's metadata or a bundle's manifest (verifying their hashes)."""
+    """Show a checkpoint's metadata, a bundle's manifest (verifying their hashes), or a plain ONNX
+    file's inputs and outputs."""
     from edgekit.bundle.directory import MANIFEST, Bundle, read_manifest
+    from edgekit.runtimes.plain_onnx import describe, is_plain_onnx
     from edgekit.training.checkpoint import load_checkpoint
+
+    if is_plain_onnx(path):
+        doc = describe(path)
+        if as_json:
+            print_json(doc)
+            return
+        typer.echo(f"onnx {path}  ({doc['bytes'] / 1024:.0f} KiB, from {doc['producer']})")
+        for kind in ("inputs", "outputs"):
+            for t in doc[kind]:
+                typer.echo(f"  {kind[:-1]:<6} {t['name']:<14} {t['dtype']:<8} {t['shape']}")
+        typer.echo(f"  run it: edgekit run {path} [--input X.npz]; time it: edgekit bench {path}")
+        return
 
     if (path / MANIFEST).is_file():
         if as_json:  # the document as stored
