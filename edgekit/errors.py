@@ -5,6 +5,8 @@ The CLI maps them to exit codes: `InputError` (and `MissingDependency`) -> 2, `C
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EdgekitError(Exception):
     """Base class for every error edgekit raises on purpose."""
@@ -20,6 +22,15 @@ class CheckFailed(EdgekitError):
     """A check ran and failed: parity, tolerance, integrity of a verified artifact."""
 
     exit_code = 1
+
+
+class ExportRefused(CheckFailed):
+    """No exporter gave a graph that passes: a few lines per exporter, the likely cause and the fix;
+    `details` is the file holding every exporter's full output (None if it could not be written)."""
+
+    def __init__(self, message: str, details: Path | None = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class MissingDependency(EdgekitError, ImportError):

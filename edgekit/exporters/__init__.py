@@ -2,8 +2,9 @@
 
 An export runs four jobs, one module each: `plan` (checkpoint or module -> what to export and how
 to check it), `write` (export candidates, keep the first that passes, publish atomically), `check`
-(the parity suite) and `verify` (re-run the suite on a written bundle). `onnx` holds the two torch
-exporters and the static graph checks; `tensorrt` builds engines.
+(the parity suite) and `verify` (re-run the suite on a written bundle). `onnx` holds the torch
+exporters and the static graph checks; `refusal` and `causes` say, in a few lines, why no candidate
+passed and what to do; `tensorrt` builds engines.
 
 `export(module, example_inputs, out=...)` for any nn.Module; `bundle_from_checkpoint` for the zoo.
 Both return an ExportResult (the bundle, its typed manifest, the parity report), which still

@@ -1,4 +1,5 @@
-"""Checking an export: the parity suite a candidate graph must pass, and why a failure happened.
+"""Checking an export: the parity suite a candidate graph must pass (why a refused export failed,
+and what to do, is causes.py and refusal.py).
 
 The suite compares the torch reference with the candidate at the export shapes, at other shapes
 (B=1 T=1 and a larger B and T, where frozen dynamic axes show), on real data, and, for recurrent
@@ -7,13 +8,10 @@ models, over a greedy rollout. The same suite serves export and `edgekit verify`
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from edgekit.bundle.io import BATCH, TIME, IOContract
 from edgekit.errors import InputError
-from edgekit.exporters.onnx import EXPORTERS
 from edgekit.exporters.plan import Plan
 from edgekit.parity import ParityReport, compare_case, error_line, recorded
 from edgekit.rollout import rollout
@@ -75,9 +73,6 @@ def parity_suite(
     return report
 
 
-MAX_REASON_LINES = 40  # tracer errors can append a whole graph dump; the reason comes first
-
-
 def reference_failure(
     reference: Backend, contract: IOContract, at: str, exc: Exception
 ) -> InputError:
@@ -105,87 +100,3 @@ def reference_failure(
             f"largest size the module takes: axes={{{name!r}: {{'example': N}}}}"
         )
     return InputError(f"the module itself fails at {name}={size} ({reason}); {fix}")
-
-
-def full_reason(exc: BaseException) -> str:
-    """An exporter's or ONNX Runtime's own message (whitespace tidied; a graph dump cut short)."""
-    lines = [line.rstrip() for line in str(exc).strip().splitlines() if line.strip()]
-    if len(lines) > MAX_REASON_LINES:
-        lines = [*lines[:MAX_REASON_LINES], f"... ({len(lines) - MAX_REASON_LINES} more lines)"]
-    text = "\n".join(lines)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def failure_kind(exc: BaseException) -> str:
-    from edgekit.exporters.scripting import ScriptError
-
-    if isinstance(exc, ScriptError):
-        return "could not script the module"
-    if "onnxruntime" in type(exc).__module__ or "ONNXRuntime" in str(exc)[:80]:
-        return "ONNX Runtime cannot load the exported graph"
-    return "export failed"
-
-
-def explain(exporter: str, report: ParityReport, frozen: list[str]) -> str:
-    """The parity table of a refused candidate and the frozen axes found."""
-    lines = [f"[{exporter}] parity table (torch vs onnxruntime):", report.table()]
-    lines += [f"frozen dynamic axis: {f}" for f in frozen]
-    return "\n".join(lines)
-
-
-def advice(
-    attempts: list[dict[str, Any]], tried: list[str], contract: IOContract, module: Any = None
-) -> str:
-    """What to do next, from what was observed, suggesting only what was not tried."""
-    untried = [e for e in EXPORTERS if e not in tried]
-    known = _known_unsupported(module)
-    if known:
-        return "\n".join(
-            [known, *([f"not tried yet: --exporter {' / '.join(untried)}"] if untried else [])]
-        )
-    frozen = [a for a in attempts if a.get("frozen_axes")]
-    shape_errors = [
-        a
-        for a in attempts
-        if any(
-            "shape" in f or "invalid dimensions" in f.lower() for f in a.get("parity_failures", [])
-        )
-    ]
-    lines = []
-    if frozen or shape_errors:
-        lines.append(
-            "likely cause: the graph fixed a dynamic axis to its export size: tracing unrolls a "
-            "Python loop over time at the example length, and bakes sizes read from a tensor into "
-            "Reshape/Expand nodes; torch.export fixes axes whose example size is 0 or 1"
-        )
-        if "script" in tried:
-            lines.append(
-                "fix: if forward loops over time in Python, make it compile under torch.jit.script "
-                "(type-annotated arguments, no Python-only constructs; the `script` attempt above "
-                "says what did not compile) or use nn.LSTM/nn.GRU/nn.RNN, which export as one op; "
-                "if a view/reshape uses sizes read from tensors, the dynamo attempt shows whether "
-                "torch.export keeps them dynamic"
-            )
-    elif attempts and all("error" not in a for a in attempts):
-        lines.append(
-            "the graphs run, but their values differ from torch beyond the tolerances (see the "
-            "tables); if the differences are float rounding, raise --atol / --rtol"
-        )
-    if untried:
-        lines.append(f"not tried yet: --exporter {' / '.join(untried)}")
-    return "\n".join(lines) or "every exporter was tried; see each attempt's reason above"
-
-
-def _known_unsupported(module: Any) -> str:
-    """A layer torch 2.13 cannot export to ONNX at all, with the way around it."""
-    import torch
-
-    for name, layer in module.named_modules() if module is not None else []:
-        if isinstance(layer, torch.nn.LSTM) and layer.proj_size > 0:
-            return (
-                f"cause: {name or 'the module'} is nn.LSTM(proj_size={layer.proj_size}); torch's "
-                "ONNX exporters have no LSTM with projections. fix: write the projected cell by "
-                "hand (nn.LSTMCell, then nn.Linear on h) in a loop that torch.jit.script compiles, "
-                "or drop proj_size"
-            )
-    return ""

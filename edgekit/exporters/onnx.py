@@ -16,7 +16,8 @@ from edgekit.exporters.scripting import script_loops, script_whole
 
 # dynamo: torch.export; torchscript: the tracing exporter (hand-written loops of the zoo scripted);
 # script: the whole user module compiled by torch.jit.script first, so Python loops over time become
-# an ONNX Loop instead of being unrolled at the example length.
+# an ONNX Loop instead of being unrolled at the example length (nn.GRUCell / nn.RNNCell as plain ops,
+# cells.py).
 EXPORTERS = ("dynamo", "torchscript", "script")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17, "script": 17}
 MIN_OPSET = 14

@@ -27,11 +27,15 @@ def script_loops(module: nn.Module) -> tuple[nn.Module, bool]:
 
 def script_whole(module: nn.Module) -> tuple[nn.Module, bool]:
     """A copy whose user module is compiled by torch.jit.script (inside edgekit's flat wrapper, which
-    stays traced). Raises ScriptError with torch's own reason when the module cannot be scripted."""
+    stays traced). nn.GRUCell and nn.RNNCell become the same arithmetic in plain ops first (cells.py:
+    the TorchScript exporter cannot translate them inside a loop). Raises ScriptError with torch's
+    own reason when the module cannot be scripted."""
+    from edgekit.exporters.cells import plain_cells
     from edgekit.exporters.module_io import FlatIO
 
     module = copy.deepcopy(module)
     inner = module.module if isinstance(module, FlatIO) else module
+    plain_cells(inner)  # the cells inside it (a bare cell is left to the other exporters)
     try:
         scripted = torch.jit.script(inner)
     except Exception as exc:  # torch's compiler error names the line it could not compile

@@ -22,8 +22,8 @@ from edgekit.bundle.parts import (
     ParityRecord,
     Tolerance,
 )
-from edgekit.errors import CheckFailed, InputError
-from edgekit.exporters.check import advice, explain, failure_kind, full_reason, parity_suite
+from edgekit.errors import InputError
+from edgekit.exporters.check import parity_suite
 from edgekit.exporters.diverge import diagnose
 from edgekit.exporters.golden import write_golden
 from edgekit.exporters.module_io import Declarations
@@ -42,6 +42,7 @@ from edgekit.exporters.plan import (
     plan_from_checkpoint,
     plan_from_module,
 )
+from edgekit.exporters.refusal import Refusal, native_output_kept
 from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
 from edgekit.reference.torch_backend import TorchBackend
@@ -134,16 +135,20 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
     example = tuple(torch.from_numpy(v) for v in traced.values())
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
-    failures: list[str] = []
+    refusal = Refusal(out)  # each refused candidate's reason, short and in full
     with atomic_directory(out, force=options.force) as tmp:
         graph = tmp / GRAPH
         for name in candidates:
+            printed: list[str] = []
             try:
-                warned = onnx_from_module(plan.module, example, plan.contract, graph, name, opset)
-                candidate = OrtBackend(graph, plan.contract)
+                with native_output_kept(printed):
+                    warned = onnx_from_module(
+                        plan.module, example, plan.contract, graph, name, opset
+                    )
+                    candidate = OrtBackend(graph, plan.contract)
             except Exception as exc:  # an exporter's own failure is a finding, reported per attempt
-                attempts.append({"exporter": name, "passed": False, "error": full_reason(exc)})
-                failures.append(f"[{name}] {failure_kind(exc)}: {full_reason(exc)}")
+                reason = refusal.exporter_failed(name, exc, printed)
+                attempts.append({"exporter": name, "passed": False, "error": reason})
                 continue
             frozen = frozen_axes(graph, plan.contract)
             report = parity_suite(reference, candidate, plan, atol, rtol, steps)
@@ -162,16 +167,10 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
                 break
             shapes_only = all(c.error for c in report.cases if not c.passed)
             nodes = [] if shapes_only or frozen else diagnose(plan, graph, atol, rtol)
-            failures.append("\n".join([explain(name, report, frozen), *nodes]))
+            refusal.parity_failed(name, report, frozen, nodes)
         else:
             tried = [a["exporter"] for a in attempts]
-            ran = any("parity_failures" in a for a in attempts)
-            raise CheckFailed(
-                f"export failed{' parity' if ran else ''}; no bundle written\n"
-                + "\n\n".join(failures)
-                + "\n\n"
-                + advice(attempts, tried, plan.contract, plan.module)
-            )
+            raise refusal.error(attempts, tried, plan.module)
         golden = write_golden(tmp, plan, reference, steps)
         tolerance = options.tolerance
         step_graph = plan.step_graph(tmp, reference, tolerance, steps) if plan.step_graph else None
