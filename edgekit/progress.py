@@ -30,3 +30,37 @@ def progress_bar(
             bar.update(task, advance=1, value=sum(window) / len(window))
 
         yield advance
+
+
+_SINKS: list[Callable[[str], None]] = []
+
+
+def stage(text: str) -> None:
+    """Report a stage of long work (an exporter tried, a parity case, a gate). The CLI shows it
+    with the elapsed time on a terminal; a library caller, or a pipe, sees nothing."""
+    for sink in _SINKS:
+        sink(text)
+
+
+@contextmanager
+def stages(enabled: bool) -> Iterator[None]:
+    """Print every `stage` on stderr as `[  12.3 s] text` while the block runs, when `enabled`
+    (a terminal, or EDGEKIT_PROGRESS=1 for logs)."""
+    import os
+    import sys
+    import time
+
+    if not (enabled or os.environ.get("EDGEKIT_PROGRESS") == "1"):
+        yield
+        return
+    start = time.monotonic()
+
+    def sink(text: str) -> None:
+        sys.stderr.write(f"[{time.monotonic() - start:7.1f} s] {text}\n")
+        sys.stderr.flush()
+
+    _SINKS.append(sink)
+    try:
+        yield
+    finally:
+        _SINKS.remove(sink)

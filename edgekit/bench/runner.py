@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from edgekit.errors import InputError
 from edgekit.timing import interleaved_medians as interleaved_medians  # moved; re-exported
 
 MIN_SAMPLES = 10  # fewer than this per case gives no meaningful p90/p99
+log = logging.getLogger("edgekit.bench")
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,26 @@ def warm_up(case: Case, budget: Budget) -> float:
 
 
 def plan_iterations(case: Case, seconds_per_call: float, budget: Budget) -> int:
+    """Timed calls of `case`: --iters, or as many as --duration allows, but never fewer than
+    MIN_SAMPLES (a slow case, or a busy machine, runs over the duration, and says so); a duration
+    shorter than one call is refused."""
     if budget.duration_s is None:
         return budget.iters or 0
     n = int(budget.duration_s / max(seconds_per_call, 1e-9))
-    if n < MIN_SAMPLES:
+    if n == 0:  # shorter than one call: a mistake, not a busy machine
         raise InputError(
             f"--duration {budget.duration_s:g} s collects only {n} samples of {case.backend} "
             f"{case.name} (~{seconds_per_call * 1e3:.3g} ms per call); at least {MIN_SAMPLES} are "
             f"needed: use --duration {MIN_SAMPLES * seconds_per_call * 1.5:.3g} or more"
         )
+    if n < MIN_SAMPLES:
+        log.warning(
+            "--duration %g s holds only %d calls of %s %s (~%.3g ms per call): timing the "
+            "minimum %d instead, about %.3g s",
+            budget.duration_s, n, case.backend, case.name, seconds_per_call * 1e3,
+            MIN_SAMPLES, MIN_SAMPLES * seconds_per_call,
+        )  # fmt: skip
+        return MIN_SAMPLES
     return n
 
 

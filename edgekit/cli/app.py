@@ -99,6 +99,20 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def shows_stages(fn: F) -> F:
+    """Long work (export, verify, quantize): each stage on stderr with the elapsed time, on a
+    terminal only (EDGEKIT_PROGRESS=1 forces it, for logs)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from edgekit.progress import stages
+
+        with stages(sys.stderr.isatty()):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _unexpected(exc: Exception) -> None:
     if DEBUG["on"]:
         raise exc

@@ -17,6 +17,7 @@ from edgekit.cli.app import (
     fail,
     load_bundle,
     print_json,
+    shows_stages,
     user_errors,
 )
 
@@ -35,6 +36,7 @@ class Exporter(str, Enum):
 
 @app.command()
 @user_errors
+@shows_stages
 def export(
     checkpoint: Annotated[
         Path | None, typer.Argument(help="a checkpoint directory (from edgekit train)")
@@ -166,6 +168,7 @@ def _report_table(report: Mapping[str, Any]) -> str:
 
 @app.command()
 @user_errors
+@shows_stages
 def verify(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
     checkpoint: Annotated[

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from edgekit.bundle.manifest import Variant
-from edgekit.cli.app import app, fail, print_json, user_errors
+from edgekit.cli.app import app, fail, print_json, shows_stages, user_errors
 
 
 @app.command()
 @user_errors
+@shows_stages
 def quantize(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
     int8: Annotated[bool, typer.Option("--int8", help="an int8 variant")] = False,

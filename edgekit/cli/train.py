@@ -83,7 +83,8 @@ def train(
         return
     typer.echo(f"{model}: trained on {result.data.get('source')}")
     for name, value in result.metrics.items():
-        typer.echo(f"  {name:>20} = {value:.4g}")
+        what = "  (mean over the last epoch)" if name == "train_loss" else ""
+        typer.echo(f"  {name:>20} = {value:.4g}{what}")
     typer.echo(f"checkpoint: {ckpt.path}")
 
 

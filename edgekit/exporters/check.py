@@ -14,6 +14,7 @@ from edgekit.bundle.io import BATCH, TIME, IOContract
 from edgekit.errors import InputError
 from edgekit.exporters.plan import Plan
 from edgekit.parity import ParityReport, compare_case, error_line, recorded
+from edgekit.progress import stage
 from edgekit.rollout import rollout
 from edgekit.runtimes.base import Backend
 
@@ -47,6 +48,7 @@ def parity_suite(
             continue
         seen.append(sizes)
         label = f"{kind} {size_label(contract, sizes)}".strip()
+        stage(f"parity: {label}")
         feeds = contract.feeds(sizes, rng)
         try:
             expected = reference.run(feeds)
@@ -56,6 +58,7 @@ def parity_suite(
             compare_case(label, feeds, recorded(expected), candidate.run, atol, rtol)
         )
     for label, feeds in plan.real:
+        stage(f"parity: {label}")
         b = next(iter(feeds.values())).shape[0]
         feeds = {**contract.zero_state(b), **feeds}
         report.cases.append(compare_case(label, feeds, reference.run, candidate.run, atol, rtol))
@@ -67,6 +70,7 @@ def parity_suite(
             else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
         )
         # the path generation takes on both sides: prefill, then one-token steps
+        stage(f"parity: greedy rollout of {steps} steps")
         report.rollout = rollout(
             reference.stepper(1), candidate.stepper(1), atol, rtol, prompt, steps
         )

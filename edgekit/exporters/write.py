@@ -45,6 +45,7 @@ from edgekit.exporters.plan import (
 from edgekit.exporters.refusal import Refusal, native_output_kept
 from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
+from edgekit.progress import stage
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
 from edgekit.version import __version__
@@ -139,6 +140,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
     with atomic_directory(out, force=options.force) as tmp:
         graph = tmp / GRAPH
         for name in candidates:
+            stage(f"exporter {name}: exporting")
             printed: list[str] = []
             try:
                 with native_output_kept(printed):
@@ -151,6 +153,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
                 attempts.append({"exporter": name, "passed": False, "error": reason})
                 continue
             frozen = frozen_axes(graph, plan.contract)
+            stage(f"exporter {name}: checking parity with torch")
             report = parity_suite(reference, candidate, plan, atol, rtol, steps)
             passed = report.passed and not frozen
             attempts.append(
@@ -171,6 +174,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
         else:
             tried = [a["exporter"] for a in attempts]
             raise refusal.error(attempts, tried, plan.module)
+        stage(f"exporter {chosen} passed; writing golden records")
         golden = write_golden(tmp, plan, reference, steps)
         tolerance = options.tolerance
         step_graph = plan.step_graph(tmp, reference, tolerance, steps) if plan.step_graph else None

@@ -44,7 +44,11 @@ def fit(
     call = forward or (lambda m, x: m(x))
     history = []
     model.train()
-    with progress_bar(epochs * steps_per_epoch, "training", show_progress) as advance:
+    # the bar shows the running loss (mean of the last 50 steps); the summary's train_loss is the
+    # last epoch's mean, so the two differ while the loss falls
+    with progress_bar(
+        epochs * steps_per_epoch, "training", show_progress, metric="running loss"
+    ) as advance:
         for epoch in range(epochs):
             total, count = 0.0, 0
             for inputs, targets in batches(epoch):

@@ -18,6 +18,7 @@ from edgekit.errors import CheckFailed
 from edgekit.exporters.quantize import gates as gates_mod
 from edgekit.exporters.quantize import recipes
 from edgekit.exporters.samples import Split
+from edgekit.progress import stage
 from edgekit.runtimes.onnxruntime import OPTIMIZATION_LEVELS, OrtBackend
 
 MAX_FALLBACK = 3  # most sensitive nodes tried in float before refusing
@@ -55,6 +56,8 @@ class Job:
             self.step_source, _ = recipes.prepare(step, out.with_name("step.source.onnx"))
 
     def attempt(self, recipe: recipes.Recipe) -> dict[str, Any]:
+        kept = f", {len(recipe.exclude)} nodes kept in float" if recipe.exclude else ""
+        stage(f"{recipe.precision} {recipe.mode}{kept}: building")
         recipes.build(recipe, self.parent, self.out, self.batches)
         levels = [validate_in_subprocess(self.out)]
         if self.step_source is not None:
@@ -67,6 +70,7 @@ class Job:
         return {**self.measure(optimization), "optimization": optimization}
 
     def measure(self, optimization: str) -> dict[str, Any]:
+        stage(f"gates: held-out quality and speed against fp32 (ORT level {optimization})")
         return gates_mod.measure(
             self.bundle,
             self.manifest,
