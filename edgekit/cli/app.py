@@ -18,6 +18,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from typer.core import TyperGroup
 
+try:  # typer vendors click from 0.2x on
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer, on click itself
+    from click.exceptions import UsageError  # type: ignore[no-redef]
+
 from edgekit.errors import EdgekitError
 
 
@@ -26,7 +31,17 @@ class _Commands(TyperGroup):
     every other command (`bench --json FILE` still writes the document to FILE)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        self._asked_json = "--json" in args
         return super().parse_args(ctx, json_to_stdout(args))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:  # a usage error: still one JSON document
+            if getattr(self, "_asked_json", False) and not getattr(exc, "json_printed", False):
+                typer.echo(json.dumps({"error": exc.format_message(), "exit_code": 2}))
+                exc.json_printed = True  # type: ignore[attr-defined]
+            raise
 
 
 def json_to_stdout(args: list[str]) -> list[str]:
@@ -179,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {message}{hint}", err=True)
-        if "--json" in (argv if argv is not None else sys.argv[1:]):  # still one JSON document
+        asked = "--json" in (argv if argv is not None else sys.argv[1:])
+        if asked and not getattr(exc, "json_printed", False):  # still one JSON document
             typer.echo(json.dumps({"error": f"{message}{hint}", "exit_code": 2}))
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)
