@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 try:  # typer vendors click from 0.2x on
     from typer._click.exceptions import UsageError
 except ImportError:  # pragma: no cover - older typer, on click itself
-    from click.exceptions import UsageError  # type: ignore[no-redef]
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 from edgekit.errors import EdgekitError
 
