@@ -10,7 +10,7 @@ from edgekit.errors import MissingDependency
 # module -> the extra that provides it
 _EXTRA_FOR = {
     "torch": "train",
-    "onnx": "train",
+    "onnx": "quantize",  # also in train; alone, what quantize needs beside the runtime
     "onnxscript": "train",
     "safetensors": "train",
     "sklearn": "train",
@@ -19,6 +19,9 @@ _EXTRA_FOR = {
     "tensorrt": "gpu",
     "cuda": "gpu",
     "matplotlib": "plot",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "openvino": "openvino",
 }
 
 

@@ -20,7 +20,11 @@ for model in linear logistic lenet rowlstm cnn; do
   # shellcheck disable=SC2086  # the size options are meant to split into words
   "$ek" train "$model" --out "$runs/ckpt/$model" ${size[$model]:-}
 done
-step "train charlm (2-layer LSTM, hidden 256)"
+if [ "${DEMO:-full}" = tiny ]; then
+  step "train charlm (a tiny 1-layer LSTM, hidden 16)"
+else
+  step "train charlm (2-layer LSTM, hidden 256)"
+fi
 # shellcheck disable=SC2086
 "$ek" train charlm --cell lstm --out "$runs/ckpt/charlm-lstm" ${size[charlm]:-}
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
-from edgekit.cli.app import DeviceOption, PrecisionOption, app, user_errors
+from edgekit.cli.app import DeviceOption, PrecisionOption, app, fail, user_errors
 
 
 @app.command()
@@ -43,6 +44,13 @@ def serve(
         int, typer.Option(help="generations running at once (then 429)")
     ] = 64,
     max_body_mb: Annotated[int, typer.Option(help="MiB in one request body (then 413)")] = 64,
+    log_level: Annotated[
+        str,
+        typer.Option(help="warning, or info: also evictions, refusals (429) and clients that left"),
+    ] = "warning",
+    access_log: Annotated[
+        bool, typer.Option(help="log every request (uvicorn's access log)")
+    ] = False,
     generation_threads: Annotated[
         int | None,
         typer.Option(help="workers computing generations [default: half the cores]"),
@@ -63,8 +71,15 @@ def serve(
         max_generations=max_generations, **limits,
     )  # fmt: skip
     _check_address(host, port)
+    if log_level not in ("warning", "info"):
+        fail(f"--log-level must be warning or info, got {log_level!r}", 2)
     application = create_app([parse_bundle_arg(b) for b in bundles], options)
-    typer.echo(f"serving {', '.join(application.state.models)} on http://{host}:{port}/v2")
+    served = [
+        f"{name} ({m.manifest.precision or 'fp32'} on {m.model.device})"
+        for name, m in application.state.models.items()
+    ]
+    typer.echo(f"serving {', '.join(served)} on http://{host}:{port}/v2")
+    _log_at(log_level)
     # open streams and slow clients do not hold a stopping server for more than 5 s
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
@@ -82,3 +97,18 @@ def _check_address(host: str, port: int) -> None:
             pass
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class _Lowercase(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"  # with any traceback
+
+
+def _log_at(level: str) -> None:
+    """The server's own log on stderr at `level`, each line prefixed with its level."""
+    logger = logging.getLogger("edgekit.serve")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Lowercase("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(level.upper())

@@ -115,6 +115,8 @@ def info(
         return
 
     if (path / MANIFEST).is_file():
+        if _newer_bundle(path / MANIFEST, as_json):
+            return
         if as_json:  # the document as stored
             print_json(read_manifest(path))
             return
@@ -176,6 +178,34 @@ def info(
     typer.echo(f"  data    {meta['data'].get('source')}")
     typer.echo("  metrics " + ", ".join(f"{k}={v:.4g}" for k, v in meta["metrics"].items()))
     typer.echo(f"  created {meta['created']}  versions {meta['versions']}")
+
+
+def _newer_bundle(manifest: Path, as_json: bool) -> bool:
+    """A bundle of a newer format than this edgekit reads: show what it is and what it needs,
+    rather than only refusing it (loading it is still refused)."""
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False  # the normal path reports it
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if not isinstance(version, int) or version <= SCHEMA_VERSION:
+        return False
+    from edgekit.version import __version__
+
+    writer = (doc.get("versions") or {}).get("edgekit")
+    upgrade = f"pip install -U 'edgekit-ml>={writer}'" if writer else "pip install -U edgekit-ml"
+    model = doc.get("model")
+    model = model.get("name") if isinstance(model, dict) else model
+    if as_json:
+        print_json(doc)
+        return True
+    typer.echo(
+        f"bundle {manifest.parent}  (schema v{version}, task {doc.get('task')}, model {model}), "
+        f"written by edgekit {writer or '(version not recorded)'}\n"
+        f"  this edgekit ({__version__}) reads schema v{SCHEMA_VERSION} and older: to load it, "
+        f"{upgrade}"
+    )
+    return True
 
 
 def variant_line(v: Variant) -> str:

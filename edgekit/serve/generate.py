@@ -103,6 +103,7 @@ async def generate_once(
             async for chunk in chunks:
                 if gone.done():
                     generations.counts["client_left"] += 1
+                    log.info("a /generate client left; its generation stopped")
                     return None
                 text += chunk
     finally:

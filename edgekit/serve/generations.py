@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import queue
 import threading
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 
 from edgekit.runtimes.decode import Generation
 
+log = logging.getLogger("edgekit.serve")
 CHUNK = 8  # tokens per worker call: ~1 ms on a 2x256 LSTM, small against a request's latency
 
 
@@ -43,6 +45,7 @@ class Generations:
         `max_running` generations are live, or InputError for a prompt the model cannot take."""
         if self.running >= self.max_running:
             self.counts["refused"] += 1
+            log.info("generation refused: %d are running", self.running)
             raise GenerationsFull(
                 f"{self.max_running} generations are running, the most this server runs at once "
                 "(--max-generations); retry later"

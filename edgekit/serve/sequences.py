@@ -13,6 +13,7 @@ axis into one call and split back, so 16 sequences stepping together cost one ba
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
 from edgekit.serve import fields
 from edgekit.serve.batching import Batcher
+
+log = logging.getLogger("edgekit.serve")
 
 
 class SequencesFull(Exception):
@@ -96,6 +99,7 @@ class SequenceStore:
             self.evict_idle()
             if sid not in self.live and len(self.live) >= self.max_live:
                 self.refused += 1
+                log.info("sequence %r refused: %d sequences are live", sid, len(self.live))
                 raise SequencesFull(
                     f"{self.max_live} sequences are live, the most this server keeps; end one "
                     f"(sequence_end) or wait for an idle one to be evicted ({self.idle_timeout:g} s)"
@@ -120,6 +124,8 @@ class SequenceStore:
         for sid in stale:
             del self.live[sid]
         self.evicted += len(stale)
+        if stale:
+            log.info("evicted %d sequences idle for %g s", len(stale), self.idle_timeout)
         return len(stale)
 
     def stats(self) -> dict[str, int]:
