@@ -26,29 +26,47 @@ COLUMNS = [
     "vs floor",
     "of FMA peak",
     "quality vs fp32",
-    "",
+    "note",
 ]
+NARROW = ["backend", "case", "p50 us", "p99 us", "items/s", "vs torch", "vs floor",
+          "quality vs fp32", "note"]  # fmt: skip
+LEGEND = """\
+p50, p99: median and 99th percentile latency of one call; items/s: items per call (batch, or
+tokens for a step / prefill) x 1e6 / p50, i.e. throughput at the median; vs torch: torch's p50 over
+this row's (above 1x: faster than PyTorch); vs floor: a recurrent step's p50 over the numpy-floor
+row's, the same step written with numpy alone (below 1x: faster than that floor); of FMA peak:
+the share of the CPU's fused multiply-add peak the step reaches; step bound B=N: N streams
+advanced one token per call with state kept between calls (step host: state through the host);
+noisy: coefficient of variation above 0.25, trust the median. --wide shows every percentile, the
+confidence interval of p50, and FMA peak; the JSON document has the samples."""
 
 
-def _row(r: dict[str, Any]) -> list[str]:
+def items_per_s(r: dict[str, Any]) -> float:
+    """Throughput at the median, so it agrees with the p50 shown beside it."""
+    return float(r["items_per_call"]) * 1e6 / r["p50_us"] if r["p50_us"] else 0.0
+
+
+def _row(r: dict[str, Any], wide: bool = True) -> list[str]:
     speed = f"{r['speedup_vs_torch']:.2f}x" if r.get("speedup_vs_torch") else "-"
     lo, hi = r.get("p50_ci95_us") or (r["p50_us"], r["p50_us"])
-    return [
-        r["backend"],
-        r["case"],
-        f"{r['p50_us']:.1f} [{lo:.1f}, {hi:.1f}]",
-        f"{r['p90_us']:.1f}",
-        f"{r['p95_us']:.1f}",
-        f"{r['p99_us']:.1f}",
-        f"{r['p99_9_us']:.1f}",
-        f"{r['min_us']:.1f}",
-        f"{r['throughput_per_s']:.4g}",
-        speed,
-        f"{r['vs_floor']:.2f}x" if r.get("vs_floor") else "-",
-        f"{r['of_peak']:.1%}" if r.get("of_peak") else "-",
-        r.get("quality") or "",
-        "noisy" if r["noisy"] else "",
-    ]
+    cells = {
+        "backend": r["backend"],
+        "case": r["case"],
+        "p50 us [95% CI]": f"{r['p50_us']:.1f} [{lo:.1f}, {hi:.1f}]",
+        "p50 us": f"{r['p50_us']:.1f}",
+        "p90 us": f"{r['p90_us']:.1f}",
+        "p95 us": f"{r['p95_us']:.1f}",
+        "p99 us": f"{r['p99_us']:.1f}",
+        "p99.9 us": f"{r['p99_9_us']:.1f}",
+        "min us": f"{r['min_us']:.1f}",
+        "items/s": f"{items_per_s(r):.4g}",
+        "vs torch": speed,
+        "vs floor": f"{r['vs_floor']:.2f}x" if r.get("vs_floor") else "-",
+        "of FMA peak": f"{r['of_peak']:.1%}" if r.get("of_peak") else "-",
+        "quality vs fp32": r.get("quality") or "",
+        "note": "noisy" if r["noisy"] else "",
+    }
+    return [cells[c] for c in (COLUMNS if wide else NARROW)]
 
 
 def _backend_rows(doc: dict[str, Any]) -> list[list[str]]:
@@ -59,7 +77,7 @@ def _backend_rows(doc: dict[str, Any]) -> list[list[str]]:
             continue
         cold = f"{s['cold_start_ms']:.1f}" if s.get("cold_start_ms") is not None else "-"
         rss = f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") is not None else "-"
-        size = f"{s['model_bytes'] / 1024:.1f}"
+        size = f"{s['model_bytes'] / 1024:.1f}" if s.get("model_bytes") else "-"
         rows.append([name, "ok", s.get("cold_start_error", ""), cold, rss, size])
     return rows
 
@@ -67,7 +85,9 @@ def _backend_rows(doc: dict[str, Any]) -> list[list[str]]:
 BACKEND_COLUMNS = ["backend", "status", "note", "cold start ms", "peak RSS MB", "model KiB"]
 
 
-def print_report(doc: dict[str, Any]) -> None:
+def print_report(doc: dict[str, Any], wide: bool = False) -> None:
+    """The results as a table on the terminal: the columns most runs need, with a legend, or
+    with `wide` every column."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -76,14 +96,22 @@ def print_report(doc: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(width=160)  # logs and pipes: do not squeeze the table into 80 columns
     title = f"{doc['model']['name']} ({doc['task']}) on {doc['machine']['cpu']}"
-    table = Table(*COLUMNS, title=title)
-    for r in doc["results"]:
-        table.add_row(*(Text(c) for c in _row(r)))  # Text: no rich markup in cells
+    columns = COLUMNS if wide else NARROW
+    rows = [dict(zip(columns, _row(r, wide), strict=True)) for r in doc["results"]]
+    # the narrow table leaves out a column no row fills (vs floor for a classifier, ...)
+    shown = [c for c in columns if wide or any(row[c] not in ("", "-") for row in rows)]
+    table = Table(*shown, title=title)
+    for row in rows:
+        table.add_row(*(Text(row[c]) for c in shown))  # Text: no rich markup in cells
     console.print(table)
     backends = Table(*BACKEND_COLUMNS, title="backends")
-    for row in _backend_rows(doc):
-        backends.add_row(*(Text(c) for c in row))
+    for cells in _backend_rows(doc):
+        if not wide and len(cells[2]) > 70:  # a skipped backend's reason, in short
+            cells = [cells[0], cells[1], cells[2][:67] + "...", *cells[3:]]
+        backends.add_row(*(Text(c) for c in cells))
     console.print(backends)
+    if not wide:
+        console.print(LEGEND, highlight=False)
     if any(r["noisy"] for r in doc["results"]):
         console.print(
             "warning: some rows have a coefficient of variation > 0.25: the machine was busy; "
@@ -107,7 +135,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{s['rounds']} interleaved rounds, threads {s['threads'] or 'default'}; versions "
         + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()),
         "",
-        *table(COLUMNS[:-1], [_row(r)[:-1] for r in doc["results"]]),
+        *table(COLUMNS, [_row(r) for r in doc["results"]]),
         "",
         *table(BACKEND_COLUMNS, _backend_rows(doc)),
         "",

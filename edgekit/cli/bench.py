@@ -76,6 +76,9 @@ def bench(
         Path | None,
         typer.Option(help="a saved --json run: exit 1 if a row got slower (same machine)"),
     ] = None,
+    wide: Annotated[
+        bool, typer.Option(help="every column: all percentiles, p50's interval, FMA peak")
+    ] = False,
     max_regression: Annotated[
         str, typer.Option(help="with --compare: how much slower a median may get")
     ] = "10%",
@@ -139,7 +142,7 @@ def bench(
             precision,
         )
         if not to_stdout:
-            report.print_report(doc)
+            report.print_report(doc, wide)
             typer.echo("\n".join(lines(doc)))
         _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance, to_stdout)
         return
@@ -159,7 +162,7 @@ def bench(
         if prog.ctx is not None:
             prog.ctx.__exit__(None, None, None)
     if not to_stdout:
-        report.print_report(doc)
+        report.print_report(doc, wide)
     _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance, to_stdout)
 
 
