@@ -182,9 +182,14 @@ def test_edgekit_run_takes_every_kind_of_bundle_and_a_plain_onnx(
     )
 
 
-def test_info_reads_a_plain_onnx(own: dict[str, Path]) -> None:
-    doc = json.loads(ok("info", own["clf"] / "model.onnx", "--json").stdout)
+def test_info_and_bench_read_a_plain_onnx(own: dict[str, Path]) -> None:
+    plain = own["clf"] / "model.onnx"
+    doc = json.loads(ok("info", plain, "--json").stdout)
     assert [t["name"] for t in doc["inputs"]] == ["x"] and doc["kind"] == "onnx"
+    args = ["--backends", "torch,ort-cpu", "--batch", 1, "--iters", 10, "--rounds", 1, "--json"]
+    doc = json.loads(ok("bench", plain, *args).stdout)
+    assert doc["backends"]["ort-cpu"]["status"] == "ok"
+    assert doc["backends"]["torch"]["status"] == "skipped"  # no torch source for a plain file
 
 
 def json_doc(result: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from edgekit.runtimes import registry
 
 
 def run_bench(
-    bundle: str | Path,
+    bundle: str | Path | Bundle,
     backends: list[str] | None = None,
     batches: list[int] | None = None,
     budget: Budget | None = None,
@@ -63,7 +63,11 @@ def run_bench(
     script) as named case builders over the same ONNX file, interleaved with the rest.
     `precision`: "all" (fp32 and every variant the bundle has) or a comma-separated list; each
     variant is a row of its own, beside its accuracy or perplexity delta from quantize time."""
-    bundle = Path(bundle)
+    if isinstance(bundle, Bundle):  # read already (a plain .onnx: runtimes/plain_onnx.py)
+        read, bundle = bundle, bundle.path
+    else:
+        bundle = Path(bundle)
+        read = Bundle.read(bundle, verify=True)
     budget = budget or Budget()
     budget.validate()
     batches = batches or [1, 8, 32]
@@ -71,7 +75,6 @@ def run_bench(
         raise InputError(f"--batch sizes must be positive integers, got {batches}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
-    read = Bundle.read(bundle, verify=True)
     manifest, contract = read.manifest, read.contract
     chosen = backends or registry.names()
     status: dict[str, dict[str, Any]] = {}

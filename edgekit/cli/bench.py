@@ -25,7 +25,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 @app.command()
 @user_errors
 def bench(
-    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory, or a plain .onnx file")],
     backends: Annotated[
         str | None,
         typer.Option(
@@ -126,8 +126,13 @@ def bench(
             tick = self.ctx.__enter__()
             return lambda n: tick(float(n))
 
+    from edgekit.runtimes.plain_onnx import as_bundle, is_plain_onnx
+
     if repeat != 1:
         from edgekit.bench.repeat import lines, run_repeated
+
+        if is_plain_onnx(bundle):
+            fail("--repeat runs bundles; export the model to a bundle first", 2)
 
         if plot is not None:
             fail("--plot draws one run's samples; it does not go with --repeat", 2)
@@ -147,9 +152,12 @@ def bench(
         _write_and_compare(doc, json_out, markdown_out, plot, baseline, allowance, to_stdout)
         return
     prog = _Progress()
+    target: Any = bundle
+    if is_plain_onnx(bundle):  # no manifest: ONNX Runtime's backends only, no cold start
+        target, cold_start = as_bundle(bundle), False
     try:
         doc = run_bench(
-            bundle,
+            target,
             registry.parse(backends),
             _int_list(batch, "--batch"),
             budget,

@@ -66,4 +66,4 @@ def source_unavailable(manifest: Manifest) -> str | None:
         if source.weights is not None and not Path(source.weights).is_file():
             return f"its source weights {source.weights} are not on this machine"
         return None
-    return "the bundle records no source checkpoint or module (exported from Python)"
+    return "no source checkpoint or module is recorded (exported from Python, or a plain .onnx)"

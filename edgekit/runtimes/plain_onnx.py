@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract, TensorSpec
+from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.onnxruntime import ORT_TYPES, OrtBackend, ort
 
@@ -48,6 +50,19 @@ def open_onnx(path: Path, threads: int | None = None) -> OrtBackend:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path} does not load in ONNX Runtime: {first[:300]}") from None
     return OrtBackend(path, contract_of(session), threads=threads)
+
+
+def as_bundle(path: Path) -> Bundle:
+    """The file as an in-memory bundle of task "generic" (nothing written), for `edgekit bench`:
+    every ONNX Runtime backend opens its graph; the torch reference has no source to rebuild."""
+    try:
+        session = ort().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # not ONNX, or a graph ONNX Runtime cannot load
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{path} does not load in ONNX Runtime: {first[:300]}") from None
+    manifest = Manifest(task="generic", graph=path.name, contract=contract_of(session),
+                        model=path.stem)  # fmt: skip
+    return Bundle(path.parent, manifest)
 
 
 def describe(path: Path) -> dict[str, Any]:
