@@ -93,3 +93,32 @@ def test_the_servers_log_at_info_tells_evictions_and_refusals(
         asyncio.run(drive())
     messages = [r.getMessage() for r in caplog.records]
     assert any("refused" in m for m in messages) and any("evicted 1" in m for m in messages)
+
+
+def test_a_recurrent_module_without_a_shared_time_axis_is_told_what_it_is(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    import edgekit
+    from edgekit.errors import InputError
+
+    class Encoder(nn.Module):  # reads a whole source, returns one prediction: no step over time
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.gru, self.head = nn.Embedding(10, 8), nn.GRU(8, 8), nn.Linear(8, 10)
+
+        def forward(self, src: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y, h = self.gru(self.embed(src).transpose(0, 1), h)
+            return self.head(y[-1]), h
+
+    with pytest.raises(InputError) as refused:
+        edgekit.export(
+            Encoder(), (torch.zeros(2, 5, dtype=torch.long), torch.zeros(1, 2, 8)), tmp_path / "b",
+            input_names=["tokens", "h"], output_names=["logits", "h_out"],
+            dynamic_axes={"tokens": {0: "batch", 1: "src"}, "h": {1: "batch"},
+                          "logits": {0: "batch"}, "h_out": {1: "batch"}},
+            state_pairs=[("h", "h_out")], task="generate", vocab=list("abcdefghij"),
+        )  # fmt: skip
+    message = str(refused.value)
+    assert "that its tokens and logits share" in message and "sequence-to-sequence" in message
+    assert "'role': 'time'" not in message  # no advice that leads to a second refusal

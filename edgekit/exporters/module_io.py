@@ -240,13 +240,37 @@ def describe_module(
     contract = IOContract(in_specs, out_specs, pairs, token, vocab_size, axis_specs)
     for role in ("batch", "time") if pairs else ():
         if contract.role_axis(role) is None:
-            names = sorted(d for d in axis_specs if axis_specs[d].role is None)
-            hint = f"axes={{{names[0]!r}: {{'role': {role!r}}}}}" if names else f"a {role!r} axis"
-            raise InputError(
-                f"a recurrent module needs a {role} axis on its tokens, logits and state; "
-                f"declare it: {hint}"
-            )
+            raise InputError(_missing_role(contract, role, axis_specs))
     return FlatIO(module, in_spec), contract
+
+
+def _missing_role(contract: IOContract, role: str, axis_specs: Mapping[str, Any]) -> str:
+    """What to declare for a recurrent module without a `role` axis: only an axis the tokens and
+    the logits share can be one; with none, the module is not a stepper (e.g. a seq2seq model)."""
+    state = {p.output for p in contract.state} | {p.input for p in contract.state}
+    tokens = next((t for t in contract.inputs if t.name == contract.token_input), None)
+    logits = next((t for t in contract.outputs if t.name not in state), None)
+    shared = [
+        d
+        for d in (tokens.shape if tokens is not None else ())
+        if isinstance(d, str)
+        and axis_specs[d].role is None
+        and logits is not None
+        and d in logits.shape
+    ]
+    if shared:
+        return (
+            f"a recurrent module needs a {role} axis on its tokens, logits and state; "
+            f"declare it: axes={{{shared[0]!r}: {{'role': {role!r}}}}}"
+        )
+    seen = {t.name: list(t.shape) for t in (tokens, logits) if t is not None}
+    return (
+        f"a recurrent module needs a {role} axis that its tokens and logits share, and has none "
+        f"({seen}); state_pairs describe a model that steps over that axis with its state. A "
+        "sequence-to-sequence model (an encoder over one axis, a decoder over another) does not: "
+        "export it without state_pairs (task generic), or as two modules (the encoder, and the "
+        "decoder's step with its state)"
+    )
 
 
 def input_tree(manifest: Manifest) -> Any:
