@@ -169,6 +169,20 @@ def test_edgekit_run_takes_every_kind_of_bundle_and_a_plain_onnx(
         np.testing.assert_allclose(
             saved["logits"], load(own["clf"]).backend.run({"x": x})["logits"]
         )
+    # compared with expected outputs (Polygraphy's --load-outputs): exit 1 where they differ
+    ok(
+        "run",
+        own["clf"] / "model.onnx",
+        "--input",
+        tmp_path / "x.npz",
+        "--expect",
+        tmp_path / "y.npz",
+    )
+    with np.load(tmp_path / "y.npz") as saved:
+        np.savez(tmp_path / "off.npz", logits=saved["logits"] + 0.01)
+    off = invoke("run", own["clf"], "--input", tmp_path / "x.npz", "--expect", tmp_path / "off.npz",
+                 "--json")  # fmt: skip
+    assert off.exit_code == 1 and json.loads(off.stdout)["comparison"]["passed"] is False
     # a recurrent bundle's state starts at zero when left out
     np.savez(tmp_path / "t.npz", tokens=np.array([[1, 2, 3]]))
     doc = json.loads(ok("run", own["lm"], "--input", tmp_path / "t.npz", "--json").stdout)

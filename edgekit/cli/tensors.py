@@ -29,6 +29,18 @@ def run_tensors(
     output: Annotated[
         Path | None, typer.Option("--output", help="write the outputs to this .npz")
     ] = None,
+    expect: Annotated[
+        Path | None,
+        typer.Option(
+            help="an .npz of expected outputs (e.g. torch's): compare, exit 1 where they differ"
+        ),
+    ] = None,
+    atol: Annotated[
+        float | None, typer.Option(help="with --expect (default: the bundle's tolerance)")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="with --expect (default: the bundle's tolerance)")
+    ] = None,
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     seed: Annotated[int, typer.Option(help="seed of the random inputs")] = 0,
@@ -42,6 +54,9 @@ def run_tensors(
 
     if output is not None and output.suffix != ".npz":
         fail(f"--output must name an .npz file, got {output}", 2)
+    from edgekit.bundle.parts import Tolerance
+
+    tolerance = Tolerance()
     if is_plain_onnx(model):
         if device != "cpu" or precision != "fp32":
             fail("a plain .onnx file runs on --device cpu at its own precision", 2)
@@ -49,7 +64,9 @@ def run_tensors(
     else:
         from edgekit.runtimes.loader import load
 
-        backend = load(model, device=device, precision=precision).backend
+        loaded = load(model, device=device, precision=precision)
+        backend, tolerance = loaded.backend, loaded.manifest.tolerance
+    expected = _read_expected(expect) if expect is not None else None
     contract = backend.contract
     feeds = _read_inputs(input, contract) if input else _random(contract, seed)
     outputs = backend.run(feeds)
@@ -62,15 +79,29 @@ def run_tensors(
         buffer = io.BytesIO()
         np.savez(buffer, **outputs)  # type: ignore[arg-type]
         atomic_write(output, buffer.getvalue())
-    doc = {
+    doc: dict[str, Any] = {
         "model": str(model),
         "device": backend.device,
         "inputs": {k: _tensor(v, data=False) for k, v in feeds.items()},
         "outputs": {k: _tensor(v, data=output is None) for k, v in outputs.items()},
         "written": None if output is None else str(output),
     }
+    passed = True
+    if expected is not None:
+        from edgekit.parity import compare_outputs
+
+        diffs = compare_outputs(
+            expected,
+            outputs,
+            tolerance.atol if atol is None else atol,
+            tolerance.rtol if rtol is None else rtol,
+        )
+        passed = all(d.passed for d in diffs)
+        doc["comparison"] = {"passed": passed, "outputs": [vars(d) for d in diffs]}
     if as_json:
         print_json(doc)
+        if not passed:
+            raise typer.Exit(1)
         return
     for name, value in outputs.items():
         shown = ", ".join(f"{x:.6g}" for x in value.reshape(-1)[:SHOWN].tolist())
@@ -78,6 +109,23 @@ def run_tensors(
         typer.echo(f"{name:<16} {value.dtype!s:<8} {list(value.shape)}  [{shown}{more}]")
     if output is not None:
         typer.echo(f"outputs written to {output}")
+    if expected is not None:
+        for d in diffs:
+            verdict = "ok" if d.passed else f"DIFFERS {d.detail}".strip()
+            typer.echo(f"vs {expect}: {d.name:<16} max abs {d.max_abs:.3g}  max rel "
+                       f"{d.max_rel:.3g}  {verdict}")  # fmt: skip
+        if not passed:
+            raise typer.Exit(1)
+
+
+def _read_expected(path: Path) -> dict[str, np.ndarray]:
+    from edgekit.errors import InputError
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {k: stored[k] for k in stored.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--expect {path} is not an .npz of arrays ({exc})") from None
 
 
 def _read_inputs(path: Path, contract: Any) -> dict[str, np.ndarray]:

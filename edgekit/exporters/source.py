@@ -25,6 +25,11 @@ def source_plan(
     from edgekit.exporters.user_module import plan_from_factory
 
     source = manifest.source
+    if checkpoint is not None and ".py:" in str(checkpoint):
+        raise InputError(
+            f"--checkpoint takes a checkpoint directory; {checkpoint} is a module factory: pass "
+            "it as --module FILE.py:FACTORY"
+        )
     if checkpoint is not None and module is not None:
         raise InputError("give the source as --checkpoint or as --module, not both")
     if checkpoint is None and module is None and source is not None:
