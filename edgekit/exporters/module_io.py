@@ -258,10 +258,18 @@ def _missing_role(contract: IOContract, role: str, axis_specs: Mapping[str, Any]
         and logits is not None
         and d in logits.shape
     ]
-    if shared:
+    loose = [
+        d
+        for d in (tokens.shape if tokens is not None else ())
+        if isinstance(d, str) and axis_specs[d].role is None
+    ]
+    # logits of rank 3 or more have a time axis of their own (maybe left undeclared); (B, V)
+    # logits read the whole input at once: no axis to step over
+    candidates = shared or (loose if logits is not None and len(logits.shape) >= 3 else [])
+    if candidates:
         return (
             f"a recurrent module needs a {role} axis on its tokens, logits and state; "
-            f"declare it: axes={{{shared[0]!r}: {{'role': {role!r}}}}}"
+            f"declare it: axes={{{candidates[0]!r}: {{'role': {role!r}}}}}"
         )
     seen = {t.name: list(t.shape) for t in (tokens, logits) if t is not None}
     return (
