@@ -15,7 +15,7 @@ does not send the two down different texts, and every check judges the path gene
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -46,6 +46,10 @@ class Stepper(Protocol):
 
     def reset(self) -> None:
         """Every stream back to its initial (zero) state."""
+        ...
+
+    def set_context(self, values: Mapping[str, np.ndarray]) -> None:
+        """The per-stream inputs every call reads (a bundle with context inputs)."""
         ...
 
 
@@ -92,6 +96,7 @@ class Trace:
     tokens: np.ndarray  # (steps,) int64: the token fed at each step
     logits: np.ndarray  # (steps + 1, V) float32: the scores after each call
     states: list[dict[str, np.ndarray]]  # after each call (steps + 1 of them), or the last only
+    context: dict[str, np.ndarray] = field(default_factory=dict)  # the stream's context, if any
 
     @property
     def steps(self) -> int:
@@ -112,10 +117,14 @@ def trace(
     steps: int = 0,
     forced: np.ndarray | None = None,
     every_state: bool = True,
+    context: Mapping[str, np.ndarray] | None = None,
 ) -> Trace:
     """Prefill `prompt` (1, T0) on stream 0, then `steps` one-token steps, each fed the greedy
-    choice (free) or the next of `forced` (teacher-forced: then steps = len(forced))."""
+    choice (free) or the next of `forced` (teacher-forced: then steps = len(forced)); a bundle
+    with context inputs reads `context` (batch 1) at every call."""
     prompt = np.asarray(prompt, np.int64)
+    if context:
+        stepper.set_context(context)
     count = steps if forced is None else len(forced)
     roll = Rollout(stepper, greedy_choice if forced is None else _given(forced))
     logits: list[np.ndarray] = []
@@ -129,7 +138,7 @@ def trace(
         except Exception as exc:  # the stepper's own failure is the finding
             raise StepFailed(call, exc) from exc
     fed = np.array([row.argmax() for row in logits[:-1]], np.int64) if forced is None else forced
-    return Trace(prompt, np.asarray(fed, np.int64), np.stack(logits), states)
+    return Trace(prompt, np.asarray(fed, np.int64), np.stack(logits), states, dict(context or {}))
 
 
 def judge(reference: Trace, candidate: Trace, atol: float, rtol: float) -> RolloutResult:
@@ -185,16 +194,24 @@ def rollout(
     rtol: float,
     prompt: np.ndarray | None = None,
     steps: int = 0,
+    context: Mapping[str, np.ndarray] | None = None,
 ) -> RolloutResult:
     """The candidate, teacher-forced with the reference's tokens, judged against the reference:
-    a live stepper rolled out free (greedy) from `prompt` for `steps`, or a stored Trace."""
+    a live stepper rolled out free (greedy) from `prompt` for `steps` (reading `context`), or a
+    stored Trace (with the context it kept)."""
     if not isinstance(reference, Trace):
         if prompt is None:
             raise ValueError("a live reference needs a prompt")
-        reference = trace(reference, prompt, steps)
+        reference = trace(reference, prompt, steps, context=context)
     every = len(reference.states) > 1 or reference.steps == 0
     try:
-        got = trace(candidate, reference.prompt, forced=reference.tokens, every_state=every)
+        got = trace(
+            candidate,
+            reference.prompt,
+            forced=reference.tokens,
+            every_state=every,
+            context=reference.context,
+        )
     except StepFailed as exc:
         inf = float("inf")
         return RolloutResult(reference.steps, [], inf, None, inf, False, str(exc))

@@ -128,6 +128,9 @@ class IOContract:
     token_input: str | None = None  # generate: the integer token input
     vocab_size: int = 0  # range of token ids
     axes: dict[str, Axis] = field(default_factory=dict)  # every symbolic dim; missing ones inferred
+    # per-stream inputs that are not state: set once when a stream starts, read by every step
+    # (e.g. a seq2seq decoder's encoder outputs)
+    context: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for t in self.inputs + self.outputs:
@@ -234,6 +237,7 @@ class IOContract:
                 }
                 for p in self.state
             ],
+            **({"context": list(self.context)} if self.context else {}),
         }
 
     @classmethod
@@ -265,6 +269,7 @@ class IOContract:
             tokens if state else None,
             len(vocab),
             axes,
+            list(manifest.get("context") or []),
         )
 
 

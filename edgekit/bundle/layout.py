@@ -66,6 +66,8 @@ class Layout:
     logits_axes: tuple[int, int]  # (batch axis, time axis) of the logits
     state: tuple[StateSlot, ...]
     dims: tuple[str, str]  # the names of the batch and time axes, e.g. ("batch", "time")
+    # per-stream inputs read by every step, and the batch axis of each, e.g. (B, S, H): 0
+    context: tuple[tuple[TensorSpec, int], ...] = ()
 
     @classmethod
     def of(cls, contract: IOContract) -> Layout:
@@ -85,6 +87,11 @@ class Layout:
             for p in contract.state
             for spec in [contract.spec(p.input)]
         )
+        context = tuple(
+            (spec, _axis(spec, batch, BATCH))
+            for name in contract.context
+            for spec in [contract.spec(name)]
+        )
         return cls(
             contract,
             tokens,
@@ -93,6 +100,7 @@ class Layout:
             (_axis(logits, batch, BATCH), _axis(logits, time, TIME)),
             slots,
             (batch, time),
+            context,
         )
 
     @property
@@ -148,3 +156,42 @@ class Layout:
             index: list[slice | list[int]] = [slice(None)] * state[s.input].ndim
             index[s.batch_axis] = rows
             state[s.input][tuple(index)] = part[s.input]
+
+    def context_feeds(
+        self, values: Mapping[str, np.ndarray] | None, batch: int
+    ) -> dict[str, np.ndarray]:
+        """The context of `batch` streams as the graph takes it (contiguous, its dtype), or one
+        InputError naming what is missing, extra or misshapen."""
+        values = dict(values or {})
+        names = [spec.name for spec, _ in self.context]
+        if set(values) != set(names):
+            wanted = (
+                f"this bundle reads the context {names} at every step: give it when the stream "
+                "starts (session(context=...), generate(..., context=...))"
+                if names
+                else "this bundle takes no context"
+            )
+            raise InputError(f"{wanted}; got {sorted(values)}")
+        feeds = {}
+        for spec, axis in self.context:
+            value = np.ascontiguousarray(values[spec.name], dtype=spec.dtype)
+            fits = value.ndim == len(spec.shape) and all(
+                isinstance(d, str) or value.shape[i] == d for i, d in enumerate(spec.shape)
+            )
+            if not fits or value.shape[axis] != batch:
+                raise InputError(
+                    f"context {spec.name}: shape {list(value.shape)}, expected {list(spec.shape)} "
+                    f"with {batch} along {self.dims[0]!r}"
+                )
+            feeds[spec.name] = value
+        return feeds
+
+    def take_context(
+        self, context: dict[str, np.ndarray], rows: list[int]
+    ) -> dict[str, np.ndarray]:
+        """The context of streams `rows` (contiguous copies)."""
+        return {
+            spec.name: np.ascontiguousarray(np.take(context[spec.name], rows, axis=axis))
+            for spec, axis in self.context
+            if spec.name in context
+        }

@@ -284,7 +284,7 @@ class Manifest:
 _OPTIONAL = ("head", "labels", "vocab", "preprocess", "columns", "input_tree")
 _KNOWN = {
     "schema", "schema_version", "task", "graph", "inputs", "outputs", "axes", "state",
-    "token_input", "tolerance", "files", "model", "source", "exporter", "parity", "golden",
+    "token_input", "context", "tolerance", "files", "model", "source", "exporter", "parity", "golden",
     "step_graph", "variants", "engines", "versions", "created", *_OPTIONAL,
 }  # fmt: skip
 

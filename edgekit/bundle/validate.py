@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "labels": ((list, type(None)), False),
     "preprocess": ((dict, type(None)), False),
     "token_input": ((str, type(None)), False),
+    "context": ((list,), False),
     "source": ((dict, type(None)), False),
     "parity": ((dict, type(None)), False),
     "exporter": ((dict, type(None)), False),
@@ -114,6 +115,10 @@ def problems(manifest: Mapping[str, Any], bundle: Path | None) -> list[str]:
             or not isinstance(s.get("output"), str)
         ):
             found.append(f"state[{i}] must name an input and an output")
+    names = {t.get("name") for t in manifest.get("inputs") or [] if isinstance(t, dict)}
+    for name in manifest.get("context") or []:
+        if name not in names:
+            found.append(f"context names {name!r}, which is not an input")
     found += _tolerance_problems("tolerance", manifest.get("tolerance"))
     if isinstance(manifest.get("preprocess"), dict):  # what the runtime applies to images
         found += image_spec_problems(manifest["preprocess"])

@@ -63,18 +63,29 @@ def parity_suite(
         feeds = {**contract.zero_state(b), **feeds}
         report.cases.append(compare_case(label, feeds, reference.run, candidate.run, atol, rtol))
     if contract.state and steps > 0 and contract.token_input is not None:
-        layout = contract.layout()
-        prompt = (
-            plan.real[0][1][layout.tokens.name][:, :PROMPT_LENGTH]
-            if plan.real
-            else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
-        )
+        prompt, context = rollout_start(plan, rng)
         # the path generation takes on both sides: prefill, then one-token steps
         stage(f"parity: greedy rollout of {steps} steps")
         report.rollout = rollout(
-            reference.stepper(1), candidate.stepper(1), atol, rtol, prompt, steps
+            reference.stepper(1), candidate.stepper(1), atol, rtol, prompt, steps, context
         )
     return report
+
+
+def rollout_start(plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The greedy rollout's prompt (1, T0) and one stream's context (random, drawn like the shape
+    cases' inputs): the start of parity's rollout and of the golden record's."""
+    contract = plan.contract
+    layout = contract.layout()
+    prompt = (
+        plan.real[0][1][layout.tokens.name][:, :PROMPT_LENGTH]
+        if plan.real
+        else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
+    )
+    drawn = (
+        contract.feeds(contract.sizes(batch=1, time=PROMPT_LENGTH), rng) if contract.context else {}
+    )
+    return np.asarray(prompt, np.int64), {name: drawn[name] for name in contract.context}
 
 
 def reference_failure(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.bundle.parts import Golden, GoldenCase
-from edgekit.exporters.check import PROMPT_LENGTH, SHAPE_CASES, size_label
+from edgekit.exporters.check import SHAPE_CASES, rollout_start, size_label
 from edgekit.exporters.plan import Plan
 from edgekit.rollout import trace
 from edgekit.runtimes.base import Backend
@@ -76,14 +76,8 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
         cases.append(GoldenCase(f"{label.split(' (')[0]} ({rows} stored)", key))
     rollout_steps = None
     if contract.state and contract.token_input is not None and steps > 0:
-        layout = contract.layout()
-        rng = np.random.default_rng(1234)
-        prompt = (
-            plan.real[0][1][layout.tokens.name][:, :PROMPT_LENGTH]
-            if plan.real
-            else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
-        )
-        arrays |= _greedy_record(reference, np.asarray(prompt, np.int64), steps)
+        prompt, context = rollout_start(plan, np.random.default_rng(1234))
+        arrays |= _greedy_record(reference, prompt, steps, context)
         rollout_steps = steps
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
@@ -91,12 +85,16 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
     return Golden(GOLDEN, tuple(cases), rollout_steps, len(buffer.getvalue()))
 
 
-def _greedy_record(reference: Backend, prompt: np.ndarray, steps: int) -> dict[str, np.ndarray]:
-    """The reference's own greedy rollout: tokens chosen, logits after every call, final state."""
-    run = trace(reference.stepper(1), prompt, steps, every_state=False)
+def _greedy_record(
+    reference: Backend, prompt: np.ndarray, steps: int, context: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The reference's own greedy rollout: tokens chosen, logits after every call, final state,
+    and the context it read."""
+    run = trace(reference.stepper(1), prompt, steps, every_state=False, context=context)
     return {
         "rollout/prompt": run.prompt,
         "rollout/tokens": run.tokens,
         "rollout/logits": run.logits,  # (steps + 1, V)
         **{f"rollout/state/{name}": value for name, value in run.states[-1].items()},
+        **{f"rollout/context/{name}": value for name, value in context.items()},
     }

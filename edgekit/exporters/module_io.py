@@ -144,6 +144,8 @@ class Declarations:
     labels: Sequence[str] | None = None
     vocab: Sequence[str] | None = None  # the token of each id
     preprocess: Mapping[str, Any] | None = None  # images: edgekit.preprocess.check_image_spec
+    # recurrent modules: inputs set once per stream and read by every step (encoder outputs)
+    context: Sequence[str] | None = None
 
 
 def describe_module(
@@ -214,8 +216,20 @@ def describe_module(
                 f"{list(outs[p.output].shape)} differ; the output must feed the next call's input"
             )
     state_inputs = {p.input for p in pairs}
+    context = list(declared.context or [])
+    if context and not pairs:
+        raise InputError("context inputs go with state_pairs: they are read by every step")
+    for name in context:
+        if name not in inputs or name in state_inputs:
+            raise InputError(
+                f"context {name!r} must be an input that is not state; the inputs are {in_names}"
+            )
     ints = [s.name for s in in_specs if s.dtype.startswith(("int", "uint"))]
-    token = next((n for n in ints if n not in state_inputs), None) if pairs else None
+    token = (
+        next((n for n in ints if n not in state_inputs and n not in context), None)
+        if pairs
+        else None
+    )
     if pairs and token is None:
         raise InputError("a recurrent module (state_pairs) needs an integer token input")
     if task == "generate" and not pairs:
@@ -237,10 +251,16 @@ def describe_module(
         with_range(s, *given_ranges[s.name]) if s.name in given_ranges else s for s in in_specs
     ]
     vocab_size = len(vocab) if vocab else (given_ranges[token][1] if token else 0)
-    contract = IOContract(in_specs, out_specs, pairs, token, vocab_size, axis_specs)
+    contract = IOContract(in_specs, out_specs, pairs, token, vocab_size, axis_specs, context)
     for role in ("batch", "time") if pairs else ():
         if contract.role_axis(role) is None:
             raise InputError(_missing_role(contract, role, axis_specs))
+    for name in context:  # one value per stream, stacked along the batch axis
+        if contract.role_axis("batch") not in contract.spec(name).shape:
+            raise InputError(
+                f"context {name!r} needs the batch axis ({contract.role_axis('batch')!r}) in its "
+                "dynamic_axes: each stream has its own"
+            )
     return FlatIO(module, in_spec), contract
 
 

@@ -83,6 +83,7 @@ def export(
     labels: list[str] | None = None,
     vocab: list[str] | None = None,
     preprocess: dict[str, Any] | None = None,
+    context: list[str] | None = None,
     exporter: str = "auto",
     opset: int | None = None,
     atol: float = DEFAULT_ATOL,
@@ -101,14 +102,16 @@ def export(
     [("state_in.h", "state_out.h"), ...]: its state is an explicit input/output. An image model
     (task classify or regress) may give `preprocess`, the spec its task API applies to images
     (edgekit.preprocess: resize, interpolation, color, scale, mean, std, layout); any field or value
-    it would not apply as written is refused with one InputError.
+    it would not apply as written is refused with one InputError. A recurrent module's `context`
+    names inputs that are not state but are read by every step, one value per stream (a
+    decoder's encoder outputs): the Generator takes them once per stream.
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
     """
     declared = Declarations(
         input_names, output_names, dynamic_axes, state_pairs, axes, int_ranges,
-        task, labels, vocab, preprocess,
+        task, labels, vocab, preprocess, context,
     )  # fmt: skip
     plan = plan_from_module(module, example_inputs, declared)
     options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)

@@ -17,12 +17,20 @@ from edgekit.runtimes.stepper import prefill_chunks
 
 
 class GenerationSession:
-    """One independent stream: `feed(text)`, `step() -> char`, `state` (numpy), `reset()`."""
+    """One independent stream: `feed(text)`, `step() -> char`, `state` (numpy), `reset()`. A
+    bundle with context inputs (e.g. a decoder's encoder outputs) reads `context` at every call."""
 
-    def __init__(self, generator: Generator, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        seed: int | None = None,
+        context: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         check_seed(seed)
         self._generator = generator
         self._stepper = generator.backend.stepper(1)
+        if context or generator.backend.layout.context:
+            self._stepper.set_context(context or {})  # checked: names, shape, batch 1
         self._rng = np.random.default_rng(seed)
         self._decoder = Decoder(self._stepper, Sampling(), self._rng)
         self._ready = False  # logits for the next token are available
@@ -103,8 +111,12 @@ class Generator(SelfCheck):
             )
         return np.fromiter((index[ch] for ch in text), dtype=np.int64, count=len(text))
 
-    def session(self, seed: int | None = None) -> GenerationSession:
-        return GenerationSession(self, seed)
+    def session(
+        self, seed: int | None = None, context: Mapping[str, np.ndarray] | None = None
+    ) -> GenerationSession:
+        """A stream of its own; `context`: the per-stream inputs of a bundle that has them, each
+        with batch 1."""
+        return GenerationSession(self, seed, context)
 
     def stream(
         self,
@@ -117,6 +129,7 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
         *,
         options: Generation | None = None,
+        context: Mapping[str, np.ndarray] | None = None,
     ) -> Iterator[str]:
         """Yield generated characters as they are produced (a stop string itself is not yielded).
         `options` (a Generation) stands for all the keyword arguments at once.
@@ -127,10 +140,16 @@ class Generator(SelfCheck):
             max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
         )
         stops = options.stops(streaming=True)
-        return self._stream(prompt, options, stops)
+        return self._stream(prompt, options, stops, context)
 
-    def _stream(self, prompt: str, options: Generation, stops: list[str]) -> Iterator[str]:
-        session = self.session(options.seed)
+    def _stream(
+        self,
+        prompt: str,
+        options: Generation,
+        stops: list[str],
+        context: Mapping[str, np.ndarray] | None = None,
+    ) -> Iterator[str]:
+        session = self.session(options.seed, context)
         session.feed(prompt)
         decoder = Decoder(session._stepper, options.sampling, session._rng, stops, self.vocabulary)
         max_new_tokens = options.max_new_tokens
@@ -159,12 +178,14 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
         *,
         options: Generation | None = None,
+        context: Mapping[str, np.ndarray] | None = None,
     ) -> str:
-        """The generated continuation of `prompt` (without the prompt)."""
+        """The generated continuation of `prompt` (without the prompt); `context` as for
+        `session`."""
         options = options or Generation(
             max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
         )
-        return "".join(self._stream(prompt, options, options.stops()))
+        return "".join(self._stream(prompt, options, options.stops(), context))
 
     def generate_batch(
         self,
@@ -177,11 +198,13 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
         *,
         options: Generation | None = None,
+        context: Mapping[str, np.ndarray] | None = None,
     ) -> list[str]:
         """Advance many independent streams with one batched call per step.
 
         Prompts of different lengths are prefilled in groups of equal length (no padding, which
-        would change a recurrent state), then every stream steps together.
+        would change a recurrent state), then every stream steps together. `context`: each
+        stream's context stacked along the batch axis (batch = len(prompts)).
         """
         options = options or Generation(
             max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
@@ -190,7 +213,7 @@ class Generator(SelfCheck):
         max_new_tokens = options.max_new_tokens
         if not prompts or not max_new_tokens:
             return [""] * len(prompts)
-        stepper = self._prefilled(prompts)
+        stepper = self._prefilled(prompts, context)
         rng = np.random.default_rng(options.seed)
         decoder = Decoder(stepper, options.sampling, rng, stops, self.vocabulary)
         produced = np.empty((max_new_tokens, len(prompts)), np.int64)  # (steps, B)
@@ -209,18 +232,25 @@ class Generator(SelfCheck):
             texts.append(text[: len(text) - drop])
         return texts
 
-    def _prefilled(self, prompts: Sequence[str]) -> Any:
+    def _prefilled(
+        self, prompts: Sequence[str], context: Mapping[str, np.ndarray] | None = None
+    ) -> Any:
         """A stepper of len(prompts) streams, each prefilled with its prompt."""
         encoded = [self.encode(p) for p in prompts]
         layout = self.backend.layout
         stepper = self.backend.stepper(len(prompts))
+        feeds = layout.context_feeds(context, len(prompts)) if context or layout.context else {}
+        if feeds:
+            stepper.set_context(feeds)
         state = stepper.get_state()
         for length in sorted({len(e) for e in encoded}):
             rows = [i for i, e in enumerate(encoded) if len(e) == length]
             ids = np.stack([encoded[i] for i in rows])  # (rows, length)
             part = layout.take_rows(state, rows)
+            rows_context = layout.take_context(feeds, rows)
             for piece in prefill_chunks(ids, len(rows)):  # bounded memory for long prompts
-                out = self.backend.run({layout.tokens.name: layout.token_feed(piece), **part})
+                tokens = layout.token_feed(piece)
+                out = self.backend.run({layout.tokens.name: tokens, **part, **rows_context})
                 part = layout.state_after(out)
             stepper.next_logits[rows] = layout.last_logits(out[layout.logits.name])
             layout.put_rows(state, rows, part)

@@ -75,7 +75,14 @@ def stored_trace(arrays: Mapping[str, np.ndarray]) -> Trace:
     """Torch's greedy rollout at export, as the golden records keep it: the prompt, the tokens it
     chose, its logits after every call and its final state."""
     prompt, tokens, logits = (arrays[f"rollout/{k}"] for k in ("prompt", "tokens", "logits"))
-    return Trace(prompt, tokens, logits, [_section(dict(arrays), "rollout/state/")])
+    kept = dict(arrays)
+    return Trace(
+        prompt,
+        tokens,
+        logits,
+        [_section(kept, "rollout/state/")],
+        _section(kept, "rollout/context/"),
+    )
 
 
 class SelfCheck:

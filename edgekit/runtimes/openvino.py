@@ -157,6 +157,10 @@ class OpenVinoStepper(StepBuffers):
 
     def __init__(self, backend: OpenVinoBackend, batch: int) -> None:
         super().__init__(backend.layout, batch)
+        if self.layout.context:
+            raise InputError(
+                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+            )
         tensor = ov().Tensor
         self.backend = backend
         compiled = backend.step_model(batch)

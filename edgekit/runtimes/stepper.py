@@ -73,6 +73,15 @@ class StepBuffers:
         self.next_tokens = layout.step_tokens(self.tokens)  # (B,) view: write tokens here
         self.next_logits = layout.last_logits(self.logits)  # (B, V) view
         self.state_shapes = {s.input: s.shape(batch) for s in layout.state}
+        self.context: dict[str, np.ndarray] = {}  # per-stream inputs every call reads
+
+    def set_context(self, values: Mapping[str, np.ndarray]) -> None:
+        """The context of every stream (e.g. encoder outputs, (B, S, H)), read by each call."""
+        self.context = self.layout.context_feeds(values, self.batch)
+
+    def _check_context(self) -> None:
+        if self.layout.context and not self.context:
+            self.layout.context_feeds({}, self.batch)  # raises, naming what to give
 
 
 class HostStepper(StepBuffers):
@@ -85,7 +94,9 @@ class HostStepper(StepBuffers):
         self.reset()
 
     def _call(self, tokens: np.ndarray) -> np.ndarray:
-        out = self.backend.run({self.layout.tokens.name: tokens, **self.state}, check=False)
+        self._check_context()
+        feeds = {self.layout.tokens.name: tokens, **self.state, **self.context}
+        out = self.backend.run(feeds, check=False)
         self.state = self.layout.state_after(out)
         self.next_logits[...] = self.layout.last_logits(out[self.layout.logits.name])
         return self.next_logits
@@ -153,14 +164,30 @@ class BoundStepper(StepBuffers):
                 else:
                     buf[name] = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
             self.buffers.append(buf)
+        self.on_gpu = on_gpu
+        self._context_values: dict[str, Any] = {}
         self.bindings = [self._binding(k) for k in range(2)]
         self.current = 0  # self.buffers[current] holds the live state
         self.reset()
+
+    def set_context(self, values: Mapping[str, np.ndarray]) -> None:
+        """Bind the streams' context once; every step and prefill reads it from there."""
+        if self.graph:
+            raise InputError("context inputs do not run in captured CUDA graphs; load without")
+        super().set_context(values)
+        device = ("cuda", 0) if self.on_gpu else ("cpu", 0)
+        self._context_values = {
+            name: _ort().OrtValue.ortvalue_from_numpy(value, *device)
+            for name, value in self.context.items()
+        }
+        self.bindings = [self._binding(k) for k in range(2)]
 
     def _binding(self, k: int) -> Any:
         binding = self.step_session.io_binding()
         binding.bind_ortvalue_input(self.layout.tokens.name, self._token_value)
         binding.bind_ortvalue_output(self.layout.logits.name, self._logits_value)
+        for name, value in self._context_values.items():
+            binding.bind_ortvalue_input(name, value)
         for name_in, name_out in self.layout.pairs:
             binding.bind_ortvalue_input(name_in, self.buffers[k][name_in])
             binding.bind_ortvalue_output(name_out, self.buffers[1 - k][name_in])
@@ -187,8 +214,11 @@ class BoundStepper(StepBuffers):
         return self.next_logits
 
     def _prefill_call(self, ids: np.ndarray) -> None:
+        self._check_context()
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.layout.tokens.name, self.layout.token_feed(ids))
+        for name, value in self._context_values.items():
+            binding.bind_ortvalue_input(name, value)
         binding.bind_output(self.layout.logits.name, "cpu")
         live, spare = self.buffers[self.current], self.buffers[1 - self.current]
         for name_in, name_out in self.layout.pairs:

@@ -110,6 +110,10 @@ class TrtStepper:
     def __init__(self, backend: TrtBackend, streams: int) -> None:
         if streams > backend.max_batch:
             raise InputError(f"{streams} streams exceed the engine's max batch {backend.max_batch}")
+        if backend.layout.context:
+            raise InputError(
+                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+            )
         self.backend, self.batch = backend, streams
         self.context = backend.engine.create_execution_context()  # its own addresses and shapes
         self.stream = cuda.new_stream()
@@ -191,6 +195,12 @@ class TrtStepper:
         for name, arr in checked_state(state, self.state_shapes).items():
             cuda.memcpy_htod(self.state[self.current][name].ptr, arr, self.stream)
         cuda.synchronize(self.stream)
+
+    def set_context(self, values: Mapping[str, np.ndarray]) -> None:
+        if values:
+            raise InputError(
+                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+            )
 
     def reset(self) -> None:
         for name, nbytes in self.state_bytes.items():

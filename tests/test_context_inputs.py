@@ -1,0 +1,128 @@
+"""Context inputs: a seq2seq GRU decoder that attends over its encoder's outputs at every step
+exports with `context=["encoder_out"]`, and generates text equal to a torch greedy loop for 200
+tokens through `generate`, a session and `generate_batch`; `edgekit check` replays its rollout
+with the context the golden records kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgekit
+from edgekit.errors import InputError
+
+CHARS = list("abcdefghijklmnop .")
+H, SOURCE = 16, 7
+
+
+class AttentionDecoder(nn.Module):
+    """tokens (B, T), h (1, B, H), encoder_out (B, S, H) -> logits (B, T, V), h.
+
+    A GRU over the tokens, then (Luong) attention of each output over the encoder's outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(len(CHARS), H)
+        self.gru = nn.GRU(H, H, batch_first=True)
+        self.head = nn.Linear(2 * H, len(CHARS))
+
+    def forward(self, tokens, h, encoder_out):
+        y, h = self.gru(self.embed(tokens), h)  # (B, T, H)
+        weights = torch.softmax(y @ encoder_out.transpose(1, 2), dim=-1)  # (B, T, S)
+        return self.head(torch.cat([y, weights @ encoder_out], dim=-1)) * 4, h
+
+
+def torch_greedy(module: nn.Module, prompt: str, encoder_out: torch.Tensor, steps: int) -> str:
+    ids = torch.tensor([[CHARS.index(c) for c in prompt]])
+    h = torch.zeros(1, 1, H)
+    out = []
+    with torch.no_grad():
+        logits, h = module(ids, h, encoder_out)
+        for _ in range(steps):
+            token = logits[0, -1].argmax()
+            out.append(CHARS[int(token)])
+            logits, h = module(token.view(1, 1), h, encoder_out)
+    return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
+    torch.manual_seed(0)
+    module = AttentionDecoder().eval()
+    example = (torch.zeros(2, 3, dtype=torch.long), torch.zeros(1, 2, H), torch.randn(2, 5, H))
+    bundle, _ = edgekit.export(
+        module, example, tmp_path_factory.mktemp("ctx") / "decoder",
+        input_names=["tokens", "h", "encoder_out"], output_names=["logits", "h_out"],
+        dynamic_axes={"tokens": {0: "batch", 1: "time"}, "h": {1: "batch"},
+                      "encoder_out": {0: "batch", 1: "source"},
+                      "logits": {0: "batch", 1: "time"}, "h_out": {1: "batch"}},
+        state_pairs=[("h", "h_out")], context=["encoder_out"], task="generate", vocab=CHARS,
+    )  # fmt: skip
+    return module, bundle
+
+
+def encoder_outputs(streams: int, seed: int) -> torch.Tensor:
+    return torch.randn(streams, SOURCE, H, generator=torch.Generator().manual_seed(seed))
+
+
+def test_generate_and_a_session_equal_torchs_greedy_loop(decoder: tuple[nn.Module, Path]):
+    module, bundle = decoder
+    g = edgekit.load(bundle)
+    assert g.manifest.contract.context == ["encoder_out"]
+    enc = encoder_outputs(1, 1)
+    want = torch_greedy(module, "abc", enc, 200)
+    context = {"encoder_out": enc.numpy()}
+    assert g.generate("abc", 200, temperature=0, context=context) == want
+    session = g.session(context=context)
+    session.feed("abc")
+    assert "".join(session.step(temperature=0) for _ in range(200)) == want
+    other = encoder_outputs(1, 2)  # another source sentence, another continuation
+    assert g.generate("abc", 200, temperature=0, context={"encoder_out": other.numpy()}) == (
+        torch_greedy(module, "abc", other, 200)
+    )
+
+
+def test_generate_batch_stacks_each_streams_context(decoder: tuple[nn.Module, Path]) -> None:
+    module, bundle = decoder
+    prompts = ["abc", "dd", "fgh"]  # two lengths: prefilled in groups
+    enc = encoder_outputs(3, 3)
+    got = edgekit.load(bundle).generate_batch(
+        prompts, 200, temperature=0, context={"encoder_out": enc.numpy()}
+    )
+    assert got == [torch_greedy(module, p, enc[i : i + 1], 200) for i, p in enumerate(prompts)]
+
+
+def test_the_golden_rollout_keeps_its_context_and_check_replays_it(
+    decoder: tuple[nn.Module, Path],
+) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    _, bundle = decoder
+    with np.load(bundle / "golden.npz") as golden:
+        assert golden["rollout/context/encoder_out"].shape[0] == 1
+    result = CliRunner().invoke(app, ["check", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert edgekit.load(bundle).check().passed
+
+
+def test_context_mistakes_are_one_clear_error(decoder: tuple[nn.Module, Path]) -> None:
+    _, bundle = decoder
+    g = edgekit.load(bundle)
+    with pytest.raises(InputError, match=r"reads the context \['encoder_out'\] at every step"):
+        g.generate("abc", 5)
+    with pytest.raises(InputError, match="context encoder_out: shape .* with 1 along 'batch'"):
+        g.generate("abc", 5, context={"encoder_out": np.zeros((2, SOURCE, H), np.float32)})
+    with pytest.raises(InputError, match="context 'h' must be an input that is not state"):
+        torch.manual_seed(0)
+        edgekit.export(
+            AttentionDecoder(), (torch.zeros(2, 3, dtype=torch.long), torch.zeros(1, 2, H),
+                                 torch.randn(2, 5, H)), bundle.parent / "bad",
+            input_names=["tokens", "h", "encoder_out"], output_names=["logits", "h_out"],
+            state_pairs=[("h", "h_out")], context=["h"], task="generate", vocab=CHARS,
+        )  # fmt: skip
