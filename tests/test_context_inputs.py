@@ -126,3 +126,103 @@ def test_context_mistakes_are_one_clear_error(decoder: tuple[nn.Module, Path]) -
             input_names=["tokens", "h", "encoder_out"], output_names=["logits", "h_out"],
             state_pairs=[("h", "h_out")], context=["h"], task="generate", vocab=CHARS,
         )  # fmt: skip
+
+
+def sequence_rollout(url: str, model: str, prompt: str, context: dict, every: bool) -> str:
+    """Greedy, one token per request over the v2 sequence protocol; `context` with the first
+    request (edgekit serve keeps it) or with `every` request (Triton: an ordinary input)."""
+    import http.client
+    import json
+
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    ids, got = [CHARS.index(c) for c in prompt], []
+    try:
+        for step in range(201):
+            tokens = {"name": "tokens", "datatype": "INT64", "shape": [1, len(ids)], "data": ids}
+            control = {"sequence_id": 7, "sequence_start": step == 0, "sequence_end": step == 200}
+            inputs = [tokens, context] if step == 0 or every else [tokens]
+            conn.request("POST", f"/v2/models/{model}/infer",
+                         json.dumps({"inputs": inputs, "parameters": control}))  # fmt: skip
+            response = conn.getresponse()
+            out = json.loads(response.read())
+            assert response.status == 200, out
+            logits = np.asarray(out["outputs"][0]["data"]).reshape(out["outputs"][0]["shape"])
+            ids = [int(logits[0, -1].argmax())]
+            got.append(CHARS[ids[0]])
+    finally:
+        conn.close()
+    return "".join(got[:200])
+
+
+def context_tensor(enc: torch.Tensor) -> dict:
+    return {"name": "encoder_out", "datatype": "FP32", "shape": list(enc.shape),
+            "data": enc.reshape(-1).tolist()}  # fmt: skip
+
+
+def test_edgekit_serve_takes_the_context_at_sequence_start_and_in_generate(
+    decoder: tuple[nn.Module, Path],
+) -> None:
+    import http.client
+    import json
+
+    from tests.test_serve import start_server
+
+    module, bundle = decoder
+    enc = encoder_outputs(1, 5)
+    want = torch_greedy(module, "abc", enc, 200)
+    url, _, server = start_server([("decoder", bundle)])
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        body = {"text_input": "abc", "parameters": {"max_tokens": 200, "temperature": 0},
+                "inputs": [context_tensor(enc)]}  # fmt: skip
+        conn.request("POST", "/v2/models/decoder/generate", json.dumps(body))
+        assert json.loads(conn.getresponse().read())["text_output"] == want
+        # token by token: the state and the context kept on the server per sequence
+        assert sequence_rollout(url, "decoder", "abc", context_tensor(enc), every=False) == want
+    finally:
+        conn.close()
+        server.should_exit = True
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("EDGEKIT_TRITONSERVER"),
+    reason="EDGEKIT_TRITONSERVER is not set (the path of a tritonserver with the onnxruntime "
+    "backend; .ci/run sets one up from ../shared/triton)",
+)
+def test_a_real_triton_runs_the_decoder_with_its_context_sent_each_request(
+    decoder: tuple[nn.Module, Path], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import time
+
+    from edgekit.exporters.triton_repository import write_repository
+    from tests.test_triton_server import START_S, _free_port, _ready
+
+    module, bundle = decoder
+    write_repository(bundle, tmp_path / "repo", name="decoder")
+    write_repository(bundle, tmp_path / "batched", name="batched", batch_sequences=True)
+    port, log = _free_port(), tmp_path / "triton.log"
+    command = [os.environ["EDGEKIT_TRITONSERVER"], f"--model-repository={tmp_path / 'repo'}",
+               f"--model-repository={tmp_path / 'batched'}",
+               "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false",
+               "--allow-metrics=false"]  # fmt: skip
+    if os.environ.get("EDGEKIT_TRITON_BACKENDS"):
+        command.append(f"--backend-directory={os.environ['EDGEKIT_TRITON_BACKENDS']}")
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_S
+        while not (_ready(url, "decoder") and _ready(url, "batched")):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        enc = encoder_outputs(1, 6)
+        want = torch_greedy(module, "abc", enc, 200)
+        for model in ("decoder", "batched"):
+            assert sequence_rollout(url, model, "abc", context_tensor(enc), every=True) == want
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

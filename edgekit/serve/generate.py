@@ -6,9 +6,11 @@
                                             then a last event with "done": true
 
 Parameters: max_tokens (or max_new_tokens), temperature, top_k, top_p, seed, stop (a string or a
-list). Prompts and max_tokens are bounded by the server's --max-prompt and --max-tokens. Tokens are
-computed by the server's generation workers (generations.py): a generation stops when its client
-leaves, and a stream whose client reads nothing for --sequence-timeout seconds is dropped.
+list). A bundle with context inputs (e.g. a decoder's encoder outputs) takes them as v2 JSON tensors
+in "inputs", batch 1. Prompts and max_tokens are bounded by the server's --max-prompt and
+--max-tokens. Tokens are computed by the server's generation workers (generations.py): a
+generation stops when its client leaves, and a stream whose client reads nothing for
+--sequence-timeout seconds is dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ log = logging.getLogger("edgekit.serve")
 def _request(
     model: Any, body: bytes, limits: ServeOptions | None = None
 ) -> tuple[Any, str, Generation]:
+    generator, prompt, options, _ = _request_with_context(model, body, limits)
+    return generator, prompt, options
+
+
+def _request_with_context(
+    model: Any, body: bytes, limits: ServeOptions | None = None
+) -> tuple[Any, str, Generation, dict[str, Any]]:
     """(the Generator, the prompt, how to generate) of a generate request body, within the
     server's limits (its --max-prompt and --max-tokens)."""
     limits = limits or ServeOptions()
@@ -80,7 +89,12 @@ def _request(
         None if seed is None else fields.integer(seed, "seed", 0, 2**32 - 1),
         stop,
     )
-    return model.model, prompt, options
+    context = {}
+    if request.get("inputs") is not None:  # a bundle's context inputs, as v2 JSON tensors
+        from edgekit.serve.protocol import parse_request
+
+        context = parse_request(json.dumps({"inputs": request["inputs"]}).encode(), None).inputs
+    return model.model, prompt, options, context
 
 
 def _event(model: Any, text: str, done: bool = False) -> bytes:
@@ -95,11 +109,12 @@ async def generate_once(
 ) -> dict[str, Any] | None:
     """The whole text of one generation; None when the client left before it was done (the
     generation then stops, its remaining tokens never computed)."""
-    generator, prompt, options = _request(model, body, model.options)
+    generator, prompt, options, context = _request_with_context(model, body, model.options)
     gone = asyncio.ensure_future(client_left())
     text: list[str] = []
     try:
-        async with contextlib.aclosing(generations.chunks(generator, prompt, options)) as chunks:
+        chunking = generations.chunks(generator, prompt, options, context)
+        async with contextlib.aclosing(chunking) as chunks:
             async for chunk in chunks:
                 if gone.done():
                     generations.counts["client_left"] += 1
@@ -116,8 +131,10 @@ async def generate_events(
 ) -> AsyncGenerator[bytes, None]:
     """Server-sent events of a streamed generation. A bad request, or a full server, raises with
     the first event, before the response starts."""
-    generator, prompt, options = _request(model, body, model.options)
-    async with contextlib.aclosing(generations.chunks(generator, prompt, options)) as chunks:
+    generator, prompt, options, context = _request_with_context(model, body, model.options)
+    async with contextlib.aclosing(
+        generations.chunks(generator, prompt, options, context)
+    ) as chunks:
         async for chunk in chunks:
             for ch in chunk:
                 yield _event(model, ch)

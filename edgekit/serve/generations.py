@@ -39,7 +39,7 @@ class Generations:
         self.counts: Counter[str] = Counter()  # completed, client_left, stalled, refused
 
     async def chunks(
-        self, generator: Any, prompt: str, options: Generation
+        self, generator: Any, prompt: str, options: Generation, context: Any = None
     ) -> AsyncGenerator[list[str], None]:
         """Lists of generated characters, in order. The first raises GenerationsFull when
         `max_running` generations are live, or InputError for a prompt the model cannot take."""
@@ -51,7 +51,7 @@ class Generations:
                 "(--max-generations); retry later"
             )
         self.running += 1  # before any await, so a burst of requests cannot overshoot the limit
-        tokens = generator.stream(prompt, options=options)
+        tokens = generator.stream(prompt, options=options, context=context or None)
         produced = 0
         try:
             while True:

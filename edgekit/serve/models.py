@@ -123,8 +123,9 @@ class ServedModel:
     def metadata(self) -> dict[str, Any]:
         """v2 model metadata; a recurrent model shows its token input and logits only."""
         if self.sequences is not None:
-            layout = self.sequences.layout
-            inputs, outputs = [layout.tokens], [layout.logits]
+            layout = self.sequences.layout  # tokens, and any context sent at sequence_start
+            inputs = [layout.tokens, *(spec for spec, _ in layout.context)]
+            outputs = [layout.logits]
         else:
             inputs, outputs = list(self.contract.inputs), list(self.contract.outputs)
 

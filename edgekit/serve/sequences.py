@@ -39,6 +39,7 @@ class Sequence:
     batch: int
     last_used: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    context: dict[str, np.ndarray] = field(default_factory=dict)  # sent with sequence_start
 
 
 def sequence_control(parameters: Mapping[str, Any]) -> tuple[Any, bool, bool]:
@@ -71,20 +72,23 @@ class SequenceStore:
 
     async def infer(self, feeds: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Any:
         sid, start, end = sequence_control(parameters)
-        tokens = feeds.get(self.layout.tokens.name)
-        if tokens is None or set(feeds) != {self.layout.tokens.name}:
+        name = self.layout.tokens.name
+        tokens = feeds.get(name)
+        context = {k: v for k, v in feeds.items() if k != name}
+        if tokens is None or (context and not start) or not set(context) <= self.context_names:
+            with_context = f", and {sorted(self.context_names)} with sequence_start"
             raise InputError(
-                f"send only {self.layout.tokens.name!r} to a sequence (its state is kept on the "
-                f"server), got {sorted(feeds)}"
+                f"send only {name!r} to a sequence (its state is kept on the server"
+                f"{with_context if self.context_names else ''}), got {sorted(feeds)}"
             )
         batch = tokens.shape[self.layout.token_axes[0]] if tokens.ndim == 2 else 0
-        sequence = self._open(sid, start, batch)
+        sequence = self._open(sid, start, batch, context)
         async with sequence.lock:
             if sequence.batch != batch:
                 raise InputError(
                     f"sequence {sid!r} has batch {sequence.batch}; this request has {batch}"
                 )
-            run = {self.layout.tokens.name: tokens, **sequence.state}
+            run = {self.layout.tokens.name: tokens, **sequence.state, **sequence.context}
             out = await self.batcher.submit(run)  # checks the feeds first
             # copies: the rows are views of one batched call's outputs
             sequence.state = {k: v.copy() for k, v in self.layout.state_after(out).items()}
@@ -94,7 +98,11 @@ class SequenceStore:
             self.ended += 1
         return {self.layout.logits.name: out[self.layout.logits.name]}
 
-    def _open(self, sid: Any, start: bool, batch: int) -> Sequence:
+    @property
+    def context_names(self) -> set[str]:
+        return {spec.name for spec, _ in self.layout.context}
+
+    def _open(self, sid: Any, start: bool, batch: int, context: Mapping[str, Any]) -> Sequence:
         if start:
             self.evict_idle()
             if sid not in self.live and len(self.live) >= self.max_live:
@@ -107,7 +115,8 @@ class SequenceStore:
             if batch < 1:
                 raise InputError(f"{self.layout.tokens.name} must be (batch, time) with batch >= 1")
             state = self.layout.zero_state(batch)
-            self.live[sid] = Sequence(state, batch, time.monotonic())
+            given = self.layout.context_feeds(context, batch) if self.context_names else {}
+            self.live[sid] = Sequence(state, batch, time.monotonic(), context=given)
         sequence = self.live.get(sid)
         if sequence is None:
             raise InputError(
