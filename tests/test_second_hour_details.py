@@ -51,19 +51,21 @@ def test_info_shows_a_newer_bundle_and_what_it_needs(
 
 
 def test_a_duration_too_short_for_the_minimum_samples_runs_over_and_says_so(
-    tiny_bundles: dict[str, Path], caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from edgekit.bench.core import run_bench
-    from edgekit.bench.runner import MIN_SAMPLES, Budget
+    from edgekit.bench.cases import Case
+    from edgekit.bench.runner import MIN_SAMPLES, Budget, plan_iterations
+    from edgekit.errors import InputError
 
-    # a busy machine, as the bench sees it: the duration holds a few calls, not ten
+    case = Case("ort-cpu", "batch 1", 1, 1, lambda: None)
+    budget = Budget(warmup=2, iters=None, duration_s=0.05)
+    # a busy machine, as the bench sees it: 10 ms a call, so the duration holds 5 calls
     with caplog.at_level(logging.WARNING, logger="edgekit.bench"):
-        doc = run_bench(
-            tiny_bundles["cnn"], ["ort-cpu"], [1],
-            Budget(warmup=2, iters=None, duration_s=2e-4, rounds=1), cold_start=False,
-        )  # fmt: skip
-    assert all(row["n"] >= MIN_SAMPLES for row in doc["results"])
+        assert plan_iterations(case, 0.01, budget) == MIN_SAMPLES
     assert any("timing the minimum" in r.getMessage() for r in caplog.records)
+    assert plan_iterations(case, 0.001, budget) == 50  # room enough: the duration decides
+    with pytest.raises(InputError, match="collects only 0 samples"):  # shorter than one call
+        plan_iterations(case, 0.1, budget)
 
 
 def test_the_servers_log_at_info_tells_evictions_and_refusals(
