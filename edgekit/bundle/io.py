@@ -118,6 +118,10 @@ class StatePair:
     input: str  # e.g. "state_in.h"
     output: str  # e.g. "state_out.h"
     init: str = "zeros"
+    # a state that grows by each call's T along this input axis (a KV cache: present =
+    # concat(past, new)), from empty up to max_length; None: the state keeps its shape
+    grows: str | None = None
+    max_length: int | None = None
 
 
 @dataclass
@@ -182,8 +186,18 @@ class IOContract:
         return sizes
 
     def state_shape(self, name: str, batch: int) -> tuple[int, ...]:
-        """The shape of state input `name` for `batch` streams, other axes at their export size."""
-        return self.spec(name).concrete(self.sizes(batch=batch, time=1))
+        """The initial shape of state input `name` for `batch` streams, other axes at their export
+        size (a growing state starts empty along the axis it grows on)."""
+        sizes = self.sizes(batch=batch, time=1)
+        pair = next((p for p in self.state if p.input == name), None)
+        if pair is not None and pair.grows is not None:
+            sizes[pair.grows] = 0
+        return self.spec(name).concrete(sizes)
+
+    @property
+    def growing(self) -> list[StatePair]:
+        """The state pairs that grow from call to call (KV caches)."""
+        return [p for p in self.state if p.grows is not None]
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """The initial state of `batch` streams: zeros, keyed by state input."""
@@ -234,6 +248,7 @@ class IOContract:
                     "init": p.init,
                     "shape": list(self.spec(p.input).shape),
                     "batch_axis": _role_index(self, self.spec(p.input), BATCH),
+                    **({"grows": p.grows, "max_length": p.max_length} if p.grows else {}),
                 }
                 for p in self.state
             ],
@@ -251,7 +266,10 @@ class IOContract:
             return TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), rng)
 
         state = [
-            StatePair(s["input"], s["output"], s.get("init", "zeros")) for s in manifest["state"]
+            StatePair(
+                s["input"], s["output"], s.get("init", "zeros"), s.get("grows"), s.get("max_length")
+            )
+            for s in manifest["state"]
         ]
         axes = {
             a["name"]: Axis(a["name"], a.get("role"), a.get("min", 1), a.get("example", 0))

@@ -146,6 +146,8 @@ class Declarations:
     preprocess: Mapping[str, Any] | None = None  # images: edgekit.preprocess.check_image_spec
     # recurrent modules: inputs set once per stream and read by every step (encoder outputs)
     context: Sequence[str] | None = None
+    # a state that grows by each call's time length (a KV cache) holds at most this many positions
+    max_length: int | None = None
 
 
 def describe_module(
@@ -210,11 +212,7 @@ def describe_module(
                 f"state pair ({p.input!r}, {p.output!r}): the first must be an input {in_names}, "
                 f"the second an output {out_names}"
             )
-        if inputs[p.input].shape != outs[p.output].shape:
-            raise InputError(
-                f"state pair {p.input} -> {p.output}: shapes {list(inputs[p.input].shape)} and "
-                f"{list(outs[p.output].shape)} differ; the output must feed the next call's input"
-            )
+    pairs = [_grown(p, inputs, outs, in_specs, declared.max_length) for p in pairs]
     state_inputs = {p.input for p in pairs}
     context = list(declared.context or [])
     if context and not pairs:
@@ -262,6 +260,35 @@ def describe_module(
                 "dynamic_axes: each stream has its own"
             )
     return FlatIO(module, in_spec), contract
+
+
+def _grown(
+    pair: StatePair,
+    inputs: Mapping[str, Any],
+    outs: Mapping[str, Any],
+    in_specs: Sequence[TensorSpec],
+    max_length: int | None,
+) -> StatePair:
+    """The pair as given when its output feeds the next call's input as it is; else a growing
+    pair (a KV cache: one dynamic axis longer in the output by the call's length)."""
+    got, given = list(inputs[pair.input].shape), list(outs[pair.output].shape)
+    if got == given:
+        return pair
+    spec = next(s for s in in_specs if s.name == pair.input)
+    differ = [i for i, (a, b) in enumerate(zip(got, given, strict=False)) if a != b]
+    grows = spec.shape[differ[0]] if len(differ) == 1 and len(got) == len(given) else None
+    if not isinstance(grows, str) or given[differ[0]] < got[differ[0]]:
+        raise InputError(
+            f"state pair {pair.input} -> {pair.output}: shapes {got} and {given} differ; the "
+            "output must feed the next call's input as it is, or grow along one dynamic axis by "
+            "the call's length (a KV cache, with max_length=N)"
+        )
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise InputError(
+            f"state pair {pair.input} -> {pair.output} grows along {grows!r}: declare "
+            f"max_length=N, the most positions it may hold, got {max_length!r}"
+        )
+    return StatePair(pair.input, pair.output, grows=grows, max_length=max_length)
 
 
 def _missing_role(contract: IOContract, role: str, axis_specs: Mapping[str, Any]) -> str:

@@ -84,6 +84,7 @@ def export(
     vocab: list[str] | None = None,
     preprocess: dict[str, Any] | None = None,
     context: list[str] | None = None,
+    max_length: int | None = None,
     exporter: str = "auto",
     opset: int | None = None,
     atol: float = DEFAULT_ATOL,
@@ -104,14 +105,16 @@ def export(
     (edgekit.preprocess: resize, interpolation, color, scale, mean, std, layout); any field or value
     it would not apply as written is refused with one InputError. A recurrent module's `context`
     names inputs that are not state but are read by every step, one value per stream (a
-    decoder's encoder outputs): the Generator takes them once per stream.
+    decoder's encoder outputs): the Generator takes them once per stream. A state pair whose
+    output is its input grown by the call's length along one dynamic axis (a KV cache) is held
+    from empty up to `max_length` positions.
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
     """
     declared = Declarations(
         input_names, output_names, dynamic_axes, state_pairs, axes, int_ranges,
-        task, labels, vocab, preprocess, context,
+        task, labels, vocab, preprocess, context, max_length,
     )  # fmt: skip
     plan = plan_from_module(module, example_inputs, declared)
     options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)

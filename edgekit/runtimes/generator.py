@@ -242,6 +242,14 @@ class Generator(SelfCheck):
         feeds = layout.context_feeds(context, len(prompts)) if context or layout.context else {}
         if feeds:
             stepper.set_context(feeds)
+        if self.backend.contract.growing:  # a KV cache: every stream must hold one length
+            if len({len(e) for e in encoded}) > 1:
+                raise InputError(
+                    "a bundle whose state grows (a KV cache) batches prompts of equal length: "
+                    f"got lengths {sorted({len(e) for e in encoded})}"
+                )
+            stepper.prefill(np.stack(encoded))
+            return stepper
         state = stepper.get_state()
         for length in sorted({len(e) for e in encoded}):
             rows = [i for i, e in enumerate(encoded) if len(e) == length]

@@ -22,7 +22,7 @@ from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.stepper import BoundStepper
+from edgekit.runtimes.stepper import BoundStepper, HostStepper
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -198,7 +198,11 @@ class OrtBackend(Backend):
         values = self.session.run(self._outputs, dict(feeds), self.uncaptured)
         return dict(zip(self._outputs, values, strict=True))
 
-    def stepper(self, batch: int) -> BoundStepper:
+    def stepper(self, batch: int) -> BoundStepper | HostStepper:
+        """IO-bound ping-pong buffers; a growing state (a KV cache) changes shape every call,
+        so it steps through the host instead (ONNX Runtime allocates each call's outputs)."""
+        if self.contract.growing:
+            return HostStepper(self, batch)
         return BoundStepper(self, batch)
 
     def prepared(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:

@@ -157,9 +157,9 @@ class OpenVinoStepper(StepBuffers):
 
     def __init__(self, backend: OpenVinoBackend, batch: int) -> None:
         super().__init__(backend.layout, batch)
-        if self.layout.context:
+        if self.layout.context or self.layout.contract.growing:
             raise InputError(
-                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
             )
         tensor = ov().Tensor
         self.backend = backend

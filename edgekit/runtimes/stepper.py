@@ -27,15 +27,23 @@ def _ort() -> Any:
 
 
 def checked_state(
-    state: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]]
+    state: Mapping[str, np.ndarray],
+    shapes: Mapping[str, tuple[int, ...]],
+    growing: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """`state` as contiguous float32 arrays, or an error naming what is missing or misshapen."""
+    """`state` as contiguous float32 arrays, or an error naming what is missing or misshapen. A
+    `growing` state (name -> (axis, max length)) may have any length up to its maximum there."""
     out = {}
     for name, shape in shapes.items():
         if name not in state:
             raise InputError(f"state is missing {name!r}; expected {sorted(shapes)}")
         arr = np.ascontiguousarray(state[name], dtype=np.float32)
-        if tuple(arr.shape) != tuple(shape):
+        want = list(shape)
+        if growing and name in growing and arr.ndim == len(want):
+            axis, most = growing[name]
+            if arr.shape[axis] <= most:
+                want[axis] = arr.shape[axis]
+        if tuple(arr.shape) != tuple(want):
             raise InputError(f"state {name}: shape {arr.shape}, expected {tuple(shape)}")
         out[name] = arr
     return out
@@ -74,6 +82,12 @@ class StepBuffers:
         self.next_logits = layout.last_logits(self.logits)  # (B, V) view
         self.state_shapes = {s.input: s.shape(batch) for s in layout.state}
         self.context: dict[str, np.ndarray] = {}  # per-stream inputs every call reads
+        # growing state (KV caches): input -> (the axis it grows on, the most it may hold)
+        self.growing = {
+            s.input: (s.spec.shape.index(s.pair.grows), s.pair.max_length or 0)
+            for s in layout.state
+            if s.pair.grows is not None
+        }
 
     def set_context(self, values: Mapping[str, np.ndarray]) -> None:
         """The context of every stream (e.g. encoder outputs, (B, S, H)), read by each call."""
@@ -95,11 +109,24 @@ class HostStepper(StepBuffers):
 
     def _call(self, tokens: np.ndarray) -> np.ndarray:
         self._check_context()
+        if self.growing:
+            self.check_room(tokens.shape[self.layout.token_axes[1]])
         feeds = {self.layout.tokens.name: tokens, **self.state, **self.context}
         out = self.backend.run(feeds, check=False)
         self.state = self.layout.state_after(out)
         self.next_logits[...] = self.layout.last_logits(out[self.layout.logits.name])
         return self.next_logits
+
+    def check_room(self, steps: int) -> None:
+        """Refuse a call that would grow a state past its max_length."""
+        for name, (axis, most) in self.growing.items():
+            held = self.state[name].shape[axis]
+            if held + steps > most:
+                raise InputError(
+                    f"{name} holds {held} positions and this call adds {steps}: more than the "
+                    f"{most} it was exported for (max_length); start a new stream, or export "
+                    "with a larger max_length"
+                )
 
     def step(self) -> np.ndarray:
         return self._call(self.tokens)
@@ -113,7 +140,8 @@ class HostStepper(StepBuffers):
         return {name: value.copy() for name, value in self.state.items()}
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.state = {n: a.copy() for n, a in checked_state(state, self.state_shapes).items()}
+        checked = checked_state(state, self.state_shapes, self.growing)
+        self.state = {n: a.copy() for n, a in checked.items()}
 
     def reset(self) -> None:
         self.state = self.layout.zero_state(self.batch)

@@ -110,9 +110,9 @@ class TrtStepper:
     def __init__(self, backend: TrtBackend, streams: int) -> None:
         if streams > backend.max_batch:
             raise InputError(f"{streams} streams exceed the engine's max batch {backend.max_batch}")
-        if backend.layout.context:
+        if backend.layout.context or backend.contract.growing:
             raise InputError(
-                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
             )
         self.backend, self.batch = backend, streams
         self.context = backend.engine.create_execution_context()  # its own addresses and shapes
@@ -199,7 +199,7 @@ class TrtStepper:
     def set_context(self, values: Mapping[str, np.ndarray]) -> None:
         if values:
             raise InputError(
-                "bundles with context inputs step on ONNX Runtime (device cpu or cuda)"
+                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
             )
 
     def reset(self) -> None:
