@@ -160,3 +160,14 @@ def test_edgekit_serve_keeps_each_sequences_cache(decoder) -> None:
     finally:
         conn.close()
         server.should_exit = True
+
+
+def test_edgekit_triton_refuses_a_growing_state_in_one_line(decoder, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    _, bundle = decoder
+    result = CliRunner().invoke(app, ["triton", str(bundle), "--out", str(tmp_path / "repo")])
+    assert result.exit_code == 2 and "grows from call to call" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "repo").exists()

@@ -64,6 +64,14 @@ def write_models(
     if len(set(taken)) != len(taken):
         raise InputError(f"two models would share a name: {names}; name them with NAME=PATH")
     read = [(name, path, Bundle.read(path, verify=True).at(precision)) for name, path in bundles]
+    for _, path, seen in read:
+        if seen.contract.growing:
+            raise InputError(
+                f"{path}: its state grows from call to call (a KV cache), which Triton's "
+                "onnxruntime backend cannot keep as implicit state (it sizes the output state by "
+                "the input's, and its growable state memory is for the TensorRT backend); serve "
+                "it with edgekit serve"
+            )
     for _, path in bundles:
         refuse_overlap(out, path)
     models: dict[str, str] = {}
