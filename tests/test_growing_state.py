@@ -171,3 +171,28 @@ def test_edgekit_triton_refuses_a_growing_state_in_one_line(decoder, tmp_path: P
     result = CliRunner().invoke(app, ["triton", str(bundle), "--out", str(tmp_path / "repo")])
     assert result.exit_code == 2 and "grows from call to call" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "repo").exists()
+
+
+def test_the_export_rollout_fits_in_max_length(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    past = torch.zeros(1, HEADS, 2, D // HEADS)
+    _, manifest = edgekit.export(
+        CachedDecoder(), (torch.zeros(1, 3, dtype=torch.long), past, past), tmp_path / "short",
+        input_names=["tokens", "past_k", "past_v"], output_names=["logits", "present_k", "present_v"],
+        dynamic_axes={"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"},
+                      **{n: {0: "batch", 2: "past"} for n in ("past_k", "past_v")},
+                      **{n: {0: "batch", 2: "total"} for n in ("present_k", "present_v")}},
+        state_pairs=[("past_k", "present_k"), ("past_v", "present_v")], max_length=40,
+        task="generate", vocab=CHARS,
+    )  # fmt: skip
+    rollout = manifest["parity"]["rollout"]
+    assert manifest["golden"]["rollout"]["steps"] == rollout["steps"] < 40  # not the asked 200
+    with pytest.raises(InputError, match="declare max_length=N"):
+        edgekit.export(
+            CachedDecoder(), (torch.zeros(1, 3, dtype=torch.long), past, past), tmp_path / "no",
+            input_names=["tokens", "past_k", "past_v"],
+            output_names=["logits", "present_k", "present_v"],
+            dynamic_axes={n: {2: "past"} for n in ("past_k", "past_v")}
+            | {n: {2: "total"} for n in ("present_k", "present_v")},
+            state_pairs=[("past_k", "present_k"), ("past_v", "present_v")], task="generic",
+        )  # fmt: skip

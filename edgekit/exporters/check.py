@@ -64,12 +64,19 @@ def parity_suite(
         report.cases.append(compare_case(label, feeds, reference.run, candidate.run, atol, rtol))
     if contract.state and steps > 0 and contract.token_input is not None:
         prompt, context = rollout_start(plan, rng)
+        steps = rollout_room(contract, steps, prompt.shape[1])
         # the path generation takes on both sides: prefill, then one-token steps
         stage(f"parity: greedy rollout of {steps} steps")
         report.rollout = rollout(
             reference.stepper(1), candidate.stepper(1), atol, rtol, prompt, steps, context
         )
     return report
+
+
+def rollout_room(contract: IOContract, steps: int, prompt: int) -> int:
+    """The rollout's steps, as many as asked where a growing state (a KV cache) has room."""
+    room = min((p.max_length or 0 for p in contract.growing), default=None)
+    return steps if room is None else max(0, min(steps, room - prompt))
 
 
 def rollout_start(plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.bundle.parts import Golden, GoldenCase
-from edgekit.exporters.check import SHAPE_CASES, rollout_start, size_label
+from edgekit.exporters.check import SHAPE_CASES, rollout_room, rollout_start, size_label
 from edgekit.exporters.plan import Plan
 from edgekit.rollout import trace
 from edgekit.runtimes.base import Backend
@@ -77,8 +77,8 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
     rollout_steps = None
     if contract.state and contract.token_input is not None and steps > 0:
         prompt, context = rollout_start(plan, np.random.default_rng(1234))
-        arrays |= _greedy_record(reference, prompt, steps, context)
-        rollout_steps = steps
+        rollout_steps = rollout_room(contract, steps, prompt.shape[1])
+        arrays |= _greedy_record(reference, prompt, rollout_steps, context)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
     (bundle / GOLDEN).write_bytes(buffer.getvalue())
