@@ -124,3 +124,11 @@ def test_a_recurrent_module_without_a_shared_time_axis_is_told_what_it_is(tmp_pa
     message = str(refused.value)
     assert "that its tokens and logits share" in message and "sequence-to-sequence" in message
     assert "'role': 'time'" not in message  # no advice that leads to a second refusal
+
+
+def test_bench_help_names_every_backend_of_the_registry() -> None:
+    import edgekit.reference  # noqa: F401  (registers the torch backends)
+    from edgekit.runtimes import registry
+
+    text = " ".join(runner.invoke(app, ["bench", "--help"], terminal_width=200).output.split())
+    assert all(name in text for name in registry.names()), text

@@ -29,7 +29,8 @@ def bench(
     backends: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated: torch,ort-cpu,ort-cuda,ort-trt,trt (default: all available)"
+            help="comma-separated, of torch, torch-cuda, torch-cuda-graph, ort-cpu, ort-cuda, "
+            "ort-cuda-graph, ort-trt, trt, openvino (default: every one that runs here)"
         ),
     ] = None,
     batch: Annotated[
