@@ -63,8 +63,7 @@ def parity_suite(
         feeds = {**contract.zero_state(b), **feeds}
         report.cases.append(compare_case(label, feeds, reference.run, candidate.run, atol, rtol))
     if contract.state and steps > 0 and contract.token_input is not None:
-        prompt, context = rollout_start(plan, rng)
-        steps = rollout_room(contract, steps, prompt.shape[1])
+        prompt, context, steps = rollout_start(plan, rng, steps)
         # the path generation takes on both sides: prefill, then one-token steps
         stage(f"parity: greedy rollout of {steps} steps")
         report.rollout = rollout(
@@ -73,15 +72,12 @@ def parity_suite(
     return report
 
 
-def rollout_room(contract: IOContract, steps: int, prompt: int) -> int:
-    """The rollout's steps, as many as asked where a growing state (a KV cache) has room."""
-    room = min((p.max_length or 0 for p in contract.growing), default=None)
-    return steps if room is None else max(0, min(steps, room - prompt))
-
-
-def rollout_start(plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The greedy rollout's prompt (1, T0) and one stream's context (random, drawn like the shape
-    cases' inputs): the start of parity's rollout and of the golden record's."""
+def rollout_start(
+    plan: Plan, rng: np.random.Generator, steps: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """The greedy rollout's prompt (1, T0), one stream's context (random, drawn like the shape
+    cases' inputs) and its steps (as many as asked where a growing state has room): the start of
+    parity's rollout and of the golden record's."""
     contract = plan.contract
     layout = contract.layout()
     prompt = (
@@ -89,10 +85,14 @@ def rollout_start(plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, dic
         if plan.real
         else rng.integers(*contract.int_range(layout.tokens), size=(1, PROMPT_LENGTH))
     )
-    drawn = (
-        contract.feeds(contract.sizes(batch=1, time=PROMPT_LENGTH), rng) if contract.context else {}
-    )
-    return np.asarray(prompt, np.int64), {name: drawn[name] for name in contract.context}
+    context = {}
+    if contract.context:
+        drawn = contract.feeds(contract.sizes(batch=1, time=PROMPT_LENGTH), rng)
+        context = {name: drawn[name] for name in contract.context}
+    room = min((p.max_length or 0 for p in contract.growing), default=None)
+    if room is not None:  # a KV cache holds the prompt and every step
+        steps = max(0, min(steps, room - prompt.shape[1]))
+    return np.asarray(prompt, np.int64), context, steps
 
 
 def reference_failure(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.bundle.parts import Golden, GoldenCase
-from edgekit.exporters.check import SHAPE_CASES, rollout_room, rollout_start, size_label
+from edgekit.exporters.check import SHAPE_CASES, rollout_start, size_label
 from edgekit.exporters.plan import Plan
 from edgekit.rollout import trace
 from edgekit.runtimes.base import Backend
@@ -76,8 +76,7 @@ def write_golden(bundle: Path, plan: Plan, reference: Backend, steps: int) -> Go
         cases.append(GoldenCase(f"{label.split(' (')[0]} ({rows} stored)", key))
     rollout_steps = None
     if contract.state and contract.token_input is not None and steps > 0:
-        prompt, context = rollout_start(plan, np.random.default_rng(1234))
-        rollout_steps = rollout_room(contract, steps, prompt.shape[1])
+        prompt, context, rollout_steps = rollout_start(plan, np.random.default_rng(1234), steps)
         arrays |= _greedy_record(reference, prompt, rollout_steps, context)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)

@@ -63,7 +63,7 @@ def plan_from_checkpoint(checkpoint: str | Path) -> Plan:
             head=facts.head,
             labels=_strings(meta.get("labels")),
             vocab=_strings(meta.get("vocab")),
-            preprocess=_checked(meta.get("preprocess")),
+            preprocess=meta.get("preprocess"),  # the trainer's own spec; loading checks it
             columns=_strings(meta.get("columns")),
             source=Source(
                 ckpt.sha256,
