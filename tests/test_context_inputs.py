@@ -194,35 +194,15 @@ def test_edgekit_serve_takes_the_context_at_sequence_start_and_in_generate(
 def test_a_real_triton_runs_the_decoder_with_its_context_sent_each_request(
     decoder: tuple[nn.Module, Path], tmp_path: Path
 ) -> None:
-    import os
-    import subprocess
-    import time
-
     from edgekit.exporters.triton_repository import write_repository
-    from tests.test_triton_server import START_S, _free_port, _ready
+    from tests.triton_process import running_triton
 
     module, bundle = decoder
     write_repository(bundle, tmp_path / "repo", name="decoder")
     write_repository(bundle, tmp_path / "batched", name="batched", batch_sequences=True)
-    port, log = _free_port(), tmp_path / "triton.log"
-    command = [os.environ["EDGEKIT_TRITONSERVER"], f"--model-repository={tmp_path / 'repo'}",
-               f"--model-repository={tmp_path / 'batched'}",
-               "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false",
-               "--allow-metrics=false"]  # fmt: skip
-    if os.environ.get("EDGEKIT_TRITON_BACKENDS"):
-        command.append(f"--backend-directory={os.environ['EDGEKIT_TRITON_BACKENDS']}")
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while not (_ready(url, "decoder") and _ready(url, "batched")):
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+    repositories = [tmp_path / "repo", tmp_path / "batched"]
+    with running_triton(repositories, ["decoder", "batched"], tmp_path / "triton.log") as url:
         enc = encoder_outputs(1, 6)
         want = torch_greedy(module, "abc", enc, 200)
         for model in ("decoder", "batched"):
             assert sequence_rollout(url, model, "abc", context_tensor(enc), every=True) == want
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

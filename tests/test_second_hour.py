@@ -267,31 +267,11 @@ def test_long_work_shows_its_stages(own: dict[str, Path], monkeypatch: pytest.Mo
 def test_a_real_triton_serves_the_repository_written_for_own_modules(
     own: dict[str, Path], tmp_path: Path
 ) -> None:
-    import os
-    import subprocess
-    import time
-
     from tests.remote_checks import check_outputs, check_rollout
-    from tests.test_triton_server import START_S, _free_port, _ready
+    from tests.triton_process import running_triton
 
     repo = tmp_path / "repo"
     ok("triton", own["lm"], own["clf"], "--out", repo)
-    port, log = _free_port(), tmp_path / "triton.log"
-    command = [os.environ["EDGEKIT_TRITONSERVER"], f"--model-repository={repo}",
-               "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false",
-               "--allow-metrics=false"]  # fmt: skip
-    if os.environ.get("EDGEKIT_TRITON_BACKENDS"):
-        command.append(f"--backend-directory={os.environ['EDGEKIT_TRITON_BACKENDS']}")
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while not (_ready(url, "lm") and _ready(url, "clf")):
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+    with running_triton([repo], ["lm", "clf"], tmp_path / "triton.log") as url:
         check_outputs(url, "clf", own["clf"])
         check_rollout(url, "lm", own["lm"], 50, 4242)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
