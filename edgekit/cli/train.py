@@ -131,7 +131,10 @@ def info(
                 typer.echo(f"  {kind[:-1]:<6} {t.name:<14} {t.dtype:<8} {list(t.shape)}")
         for s in contract.state:
             shape = list(contract.spec(s.input).shape)
-            typer.echo(f"  state  {s.input} -> {s.output}  {shape}")
+            grows = f", grows along {s.grows!r} up to {s.max_length}" if s.grows else ""
+            typer.echo(f"  state  {s.input} -> {s.output}  {shape}{grows}")
+        for name in contract.context:
+            typer.echo(f"  context {name} (one per stream, read by every step)")
         parity, exporter = manifest.parity, manifest.exporter
         if parity is not None and exporter is not None:
             typer.echo(
