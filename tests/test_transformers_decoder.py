@@ -101,3 +101,25 @@ def test_a_transformers_decoder_generates_as_its_own_cached_loop(gpt2) -> None:
     assert "".join(session.step(temperature=0) for _ in range(200)) == want
     assert g.generate_batch(["abc", "dea", "ppp"], 200, temperature=0) == [want, *others]
     assert g.check().passed
+
+
+def test_edgekit_serve_generates_with_the_transformers_decoder(gpt2) -> None:
+    import http.client
+    import json
+
+    from tests.test_serve import start_server
+
+    lm, bundle = gpt2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = hf_greedy(lm, "abc", 200)
+    url, _, server = start_server([("gpt2", bundle)])
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        body = {"text_input": "abc", "parameters": {"max_tokens": 200, "temperature": 0}}
+        conn.request("POST", "/v2/models/gpt2/generate", json.dumps(body))
+        assert json.loads(conn.getresponse().read())["text_output"] == want
+    finally:
+        conn.close()
+        server.should_exit = True
