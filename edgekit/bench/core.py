@@ -153,7 +153,8 @@ def run_bench(
     machine = machine_info()
     if FLOOR in status and status[FLOOR]["status"] == "ok":
         flops = step_flops(floor_graph(bundle, manifest))
-        add_peak_fractions(results, flops, machine["fma_peak"]["gflops"])
+        vnni = bool({"avx512_vnni", "avx_vnni"} & set(machine.get("isa") or []))
+        add_peak_fractions(results, flops, machine["fma_peak"], threads, vnni)
     return {
         "schema": "edgekit.bench",
         "schema_version": 1,

@@ -135,11 +135,22 @@ def step_flops(graph: Path) -> int:
 
 
 def add_peak_fractions(
-    results: list[dict], flops_per_stream: int, peak_gflops: float | None
+    results: list[dict],
+    flops_per_stream: int,
+    peak: dict[str, Any],
+    threads: int | None = None,
+    vnni: bool = False,
 ) -> None:
-    """gflops (weight products only) and of_peak for every one-token step row."""
+    """gflops (weight products only) and of_peak for every one-token step row, against the peak
+    of the cores the row could use (`threads`, else all) and of its precision: int8 rows against
+    the int8 rate (VNNI: four int8 products per fp32 lane; unknown without it)."""
+    per_core = peak["gflops"] / peak["cores"] if peak.get("gflops") and peak.get("cores") else None
     for r in results:
         if not r["case"].startswith("step"):
             continue
         r["gflops"] = flops_per_stream * r["batch"] / (r["p50_us"] * 1e3)
-        r["of_peak"] = r["gflops"] / peak_gflops if peak_gflops else None
+        used = min(threads or peak["cores"], peak["cores"]) if per_core else 0
+        scale = (4 if vnni else None) if r.get("precision") == "int8" else 1
+        top = per_core * used * scale if per_core and scale else None
+        r["peak_gflops"] = top
+        r["of_peak"] = r["gflops"] / top if top else None

@@ -35,7 +35,8 @@ p50, p99: median and 99th percentile latency of one call; items/s: items per cal
 tokens for a step / prefill) x 1e6 / p50, i.e. throughput at the median; vs torch: torch's p50 over
 this row's (above 1x: faster than PyTorch); vs floor: a recurrent step's p50 over the numpy-floor
 row's, the same step written with numpy alone (below 1x: faster than that floor); of FMA peak:
-the share of the CPU's fused multiply-add peak the step reaches; step bound B=N: N streams
+the share of the fused multiply-add peak of the cores the row could use, at its precision (int8:
+VNNI's rate), that the step reaches; step bound B=N: N streams
 advanced one token per call with state kept between calls (step host: state through the host);
 noisy: coefficient of variation above 0.25, trust the median. --wide shows every percentile, the
 confidence interval of p50, and FMA peak; the JSON document has the samples."""
