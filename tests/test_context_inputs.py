@@ -206,3 +206,16 @@ def test_a_real_triton_runs_the_decoder_with_its_context_sent_each_request(
         want = torch_greedy(module, "abc", enc, 200)
         for model in ("decoder", "batched"):
             assert sequence_rollout(url, model, "abc", context_tensor(enc), every=True) == want
+
+
+def test_bench_times_its_steps_and_prefills(decoder) -> None:
+    from edgekit.bench.core import run_bench
+    from edgekit.bench.runner import Budget
+
+    _, bundle = decoder
+    doc = run_bench(
+        bundle, ["ort-cpu"], [1, 2], Budget(warmup=2, iters=300, rounds=1), cold_start=False
+    )
+    cases = {r["case"] for r in doc["results"] if r["backend"] == "ort-cpu"}
+    assert {"step bound B=1", "step host B=2", "prefill T=16"} <= cases
+    assert doc["backends"]["numpy-floor"]["status"] == "skipped"

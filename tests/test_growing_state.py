@@ -196,3 +196,16 @@ def test_the_export_rollout_fits_in_max_length(tmp_path: Path) -> None:
             | {n: {2: "total"} for n in ("present_k", "present_v")},
             state_pairs=[("past_k", "present_k"), ("past_v", "present_v")], task="generic",
         )  # fmt: skip
+
+
+def test_bench_times_its_steps_and_prefills(decoder) -> None:
+    from edgekit.bench.core import run_bench
+    from edgekit.bench.runner import Budget
+
+    _, bundle = decoder
+    doc = run_bench(
+        bundle, ["ort-cpu"], [1, 2], Budget(warmup=2, iters=300, rounds=1), cold_start=False
+    )
+    cases = {r["case"] for r in doc["results"] if r["backend"] == "ort-cpu"}
+    assert {"step bound B=1", "step host B=2", "prefill T=16"} <= cases
+    assert doc["backends"]["numpy-floor"]["status"] == "skipped"

@@ -113,7 +113,12 @@ def run_bench(
             }
         except Exception as exc:  # a peer that breaks is reported, never crashes the run
             status[name] = {"status": "failed", "reason": error_line(exc)}
-    if manifest.task == "generate" and floors and cases:
+    if manifest.task == "generate" and floors and cases and (contract.growing or contract.context):
+        status[FLOOR] = {  # the floor counts weight products; attention over them is not one
+            "status": "skipped",
+            "reason": "a step that attends over a KV cache or a context is more than its weights",
+        }
+    elif manifest.task == "generate" and floors and cases:
         try:
             cases += floor_cases(floor_graph(bundle, manifest), batches)
             status[FLOOR] = {
