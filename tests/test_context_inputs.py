@@ -219,3 +219,14 @@ def test_bench_times_its_steps_and_prefills(decoder) -> None:
     cases = {r["case"] for r in doc["results"] if r["backend"] == "ort-cpu"}
     assert {"step bound B=1", "step host B=2", "prefill T=16"} <= cases
     assert doc["backends"]["numpy-floor"]["status"] == "skipped"
+
+
+def test_quantize_gates_a_variant_on_the_golden_rollout(decoder, tmp_path: Path) -> None:
+    import shutil
+
+    from edgekit.exporters.quantize import quantize_bundle
+
+    _, bundle = decoder
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    assert quantize_bundle(copy, "fp16")["gates"]["passed"]

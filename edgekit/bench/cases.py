@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekit.bundle.io import IOContract
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.stepper import HostStepper, greedy
+from edgekit.runtimes.stepper import HostStepper, steady_greedy
 
 PREFILL_LENGTHS = (16, 128, 512)
 
@@ -48,56 +48,22 @@ def build_cases(
             if backend == "ort-cuda":
                 cases += _ort_transfer_split(handle, feeds, b)
         return cases
-    plain = not (contract.context or contract.growing)  # else every stepper is readied first
     for b in batches:
-        step = handle.greedy_step(b) if plain else _stepping(handle.stepper(b), contract, rng)
         if reference:
-            cases.append(Case(backend, f"step B={b}", b, b, step))
+            cases.append(Case(backend, f"step B={b}", b, b, handle.greedy_step(b)))
         else:
-            host = HostStepper(handle, b)
-            cases.append(Case(backend, f"step bound B={b}", b, b, step))
-            cases.append(Case(backend, f"step host B={b}", b, b, _stepping(host, contract, rng)))
+            host = steady_greedy(HostStepper(handle, b))
+            cases.append(Case(backend, f"step bound B={b}", b, b, handle.greedy_step(b)))
+            cases.append(Case(backend, f"step host B={b}", b, b, host))
     layout = handle.layout
     room = min((p.max_length or 0 for p in contract.growing), default=max(PREFILL_LENGTHS))
-    for t in (t for t in PREFILL_LENGTHS if t <= room):
+    for t in (t for t in PREFILL_LENGTHS if t <= room):  # a KV cache holds at most max_length
         ids = rng.integers(*contract.int_range(layout.tokens), size=(1, t))
-        feeds = {**layout.zero_state(1), **_context(contract, 1, rng)}
+        drawn = contract.example(1, 1, rng)
+        feeds = {**layout.zero_state(1), **{n: drawn[n] for n in contract.context}}
         feeds[layout.tokens.name] = layout.token_feed(ids)
         cases.append(Case(backend, f"prefill T={t}", 1, t, handle.prepared(feeds)))
     return cases
-
-
-def _context(contract: IOContract, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random context inputs for `batch` streams (none for a bundle without them)."""
-    if not contract.context:
-        return {}
-    drawn = contract.feeds(contract.sizes(batch=batch, time=1), rng)
-    return {name: drawn[name] for name in contract.context}
-
-
-def _stepping(stepper: Any, contract: IOContract, rng: np.random.Generator) -> Callable[[], Any]:
-    """One greedy step of every stream, as bench times it: a context, where the bundle reads one,
-    set once; a growing cache (KV) kept between half and all of its max_length, restored to the
-    half-full cache when full, so every timed step sees a cache of working length."""
-    if contract.context:
-        stepper.set_context(_context(contract, stepper.batch, rng))
-    step = greedy(stepper)
-    if not contract.growing:
-        return step
-    room = min(p.max_length or 0 for p in contract.growing)
-    layout = contract.layout()
-    half = room // 2
-    stepper.prefill(rng.integers(*contract.int_range(layout.tokens), size=(stepper.batch, half)))
-    saved, held = stepper.get_state(), [half]
-
-    def run() -> Any:
-        if held[0] >= room:
-            stepper.set_state(saved)
-            held[0] = half
-        held[0] += 1
-        return step()
-
-    return run
 
 
 def _ort_transfer_split(handle: Any, feeds: dict[str, np.ndarray], batch: int) -> list[Case]:

@@ -71,8 +71,10 @@ class TorchBackend(Backend):
 
         return self._finish(run)
 
-    def greedy_step(self, streams: int) -> Callable[[], None]:
+    def greedy_step(self, streams: int) -> Callable[[], object]:
         """One greedy step of `streams` streams with state and argmax on the device."""
+        if self.contract.context or self.contract.growing:  # the host stepper readies those
+            return super().greedy_step(streams)
         layout = self.layout
         tokens = torch.zeros(layout.token_shape(streams, 1), dtype=torch.int64, device=self.device)
         held = {layout.tokens.name: tokens}  # inputs at fixed addresses (CUDA graphs replay them)

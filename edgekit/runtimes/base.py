@@ -54,10 +54,11 @@ class Backend:
         return lambda: self._run(frozen)
 
     def greedy_step(self, streams: int) -> Callable[[], object]:
-        """One greedy generation step of `streams` streams: argmax of the last logits fed back."""
-        from edgekit.runtimes.stepper import greedy
+        """One greedy generation step of `streams` streams: argmax of the last logits fed back,
+        repeatable without end (stepper.steady_greedy)."""
+        from edgekit.runtimes.stepper import steady_greedy
 
-        return greedy(self.stepper(streams))
+        return steady_greedy(self.stepper(streams))
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Raise one InputError listing every problem: names, dtypes, ranks, sizes, symbolic dims."""

@@ -196,7 +196,8 @@ def _language_model(run: _Run, layout: Layout) -> None:
     prompt, tokens = torch_run.prompt, torch_run.tokens
     # the path generation takes: prefill, then steps (on the variant's step graph if it has one),
     # teacher-forced on torch's rollout
-    seen = trace(variant.stepper(1), prompt, forced=tokens, every_state=False)
+    context = torch_run.context  # a decoder's encoder outputs, as the golden record kept them
+    seen = trace(variant.stepper(1), prompt, forced=tokens, every_state=False, context=context)
     agree = int((seen.logits.argmax(-1) == torch_run.logits.argmax(-1)).sum())
     gates["top1_agreement"] = agree / (len(tokens) + 1)
     state = seen.states[-1]
@@ -204,12 +205,13 @@ def _language_model(run: _Run, layout: Layout) -> None:
         name: float(np.abs(state[name] - want).max() / max(float(np.abs(want).max()), 1e-12))
         for name, want in torch_run.states[-1].items()
     }
-    gates["first_greedy_divergence"] = _divergence(variant, prompt, tokens)
+    gates["first_greedy_divergence"] = _divergence(variant, prompt, tokens, context)
     gates["rollout_steps"] = len(tokens)
     if split is not None and split.text is not None:
         text = split.text[:TEXT_LIMIT]
         gates["held_out"] = f"{len(text)} held-out characters"
-        z32, z8 = _stream_logits(layout, fp32, text), _stream_logits(layout, variant, text)
+        z32 = _stream_logits(layout, fp32, text, context)
+        z8 = _stream_logits(layout, variant, text, context)
     else:
         suffix = "/in/" + layout.tokens.name
         key = next((k[: -len(suffix)] for k in golden if k.endswith(suffix)), None)
@@ -220,8 +222,8 @@ def _language_model(run: _Run, layout: Layout) -> None:
         else:  # a user's module has no text of its own: torch's greedy rollout stands in
             text = np.concatenate([np.ravel(prompt), np.ravel(tokens)])
             gates["held_out"] = f"{len(text)} tokens of torch's greedy rollout (no held-out text)"
-            z32 = _stream_logits(layout, fp32, text)
-        z8 = _stream_logits(layout, variant, text)
+            z32 = _stream_logits(layout, fp32, text, context)
+        z8 = _stream_logits(layout, variant, text, context)
     gates["perplexity_fp32"] = _perplexity(z32, text)
     gates["perplexity_variant"] = _perplexity(z8, text)
     gates["perplexity_delta"] = gates["perplexity_variant"] / gates["perplexity_fp32"] - 1
@@ -238,24 +240,34 @@ def _language_model(run: _Run, layout: Layout) -> None:
         )
 
 
-def _divergence(variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray) -> int | None:
+def _divergence(
+    variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray, context: dict[str, np.ndarray]
+) -> int | None:
     """The first step where the variant's own greedy choice leaves torch's (None: never)."""
-    own = trace(variant.stepper(1), prompt, len(tokens), every_state=False).tokens  # free, greedy
+    free = trace(variant.stepper(1), prompt, len(tokens), every_state=False, context=context)
+    own = free.tokens  # greedy
     left = np.flatnonzero(own != tokens)
     return int(left[0]) if left.size else None
 
 
 def _stream_logits(
-    layout: Layout, backend: OrtBackend, text: np.ndarray, chunk: int = 256
+    layout: Layout,
+    backend: OrtBackend,
+    text: np.ndarray,
+    context: dict[str, np.ndarray],
+    chunk: int = 256,
 ) -> np.ndarray:
     """Logits (N, V) for one stream of token ids (N,), state carried across chunks. A backend
     with a step graph is stepped token by token: that graph is what its generation runs on."""
     if backend.step_session is not None:
-        return trace(backend.stepper(1), text[None, :1], forced=text[1:], every_state=False).logits
+        forced = trace(
+            backend.stepper(1), text[None, :1], forced=text[1:], every_state=False, context=context
+        )
+        return forced.logits
     state, rows = layout.zero_state(1), []
     for start in range(0, len(text), chunk):
         ids = text[None, start : start + chunk]
-        out = backend.run({layout.tokens.name: layout.token_feed(ids), **state})
+        out = backend.run({layout.tokens.name: layout.token_feed(ids), **state, **context})
         state = layout.state_after(out)
         rows.append(
             np.asarray(out[layout.logits.name]).reshape(-1, out[layout.logits.name].shape[-1])
