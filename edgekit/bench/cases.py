@@ -60,10 +60,30 @@ def build_cases(
     for t in (t for t in PREFILL_LENGTHS if t <= room):  # a KV cache holds at most max_length
         ids = rng.integers(*contract.int_range(layout.tokens), size=(1, t))
         drawn = contract.example(1, 1, rng)
-        feeds = {**layout.zero_state(1), **{n: drawn[n] for n in contract.context}}
-        feeds[layout.tokens.name] = layout.token_feed(ids)
-        cases.append(Case(backend, f"prefill T={t}", 1, t, handle.prepared(feeds)))
+        context = {n: drawn[n] for n in contract.context}
+        if contract.step_only:  # one token per call: its prompts are fed by stepping
+            call = _prefill_by_stepping(handle, ids, context)
+        else:
+            feeds = {**layout.zero_state(1), **context}
+            feeds[layout.tokens.name] = layout.token_feed(ids)
+            call = handle.prepared(feeds)
+        cases.append(Case(backend, f"prefill T={t}", 1, t, call))
     return cases
+
+
+def _prefill_by_stepping(
+    handle: Backend, ids: np.ndarray, context: dict[str, np.ndarray]
+) -> Callable[[], Any]:
+    """A prompt (1, T) fed from zero state through the backend's stepper, one call per token."""
+    stepper = handle.stepper(1)
+    if context:
+        stepper.set_context(context)
+
+    def prefill() -> Any:
+        stepper.reset()
+        return stepper.prefill(ids)
+
+    return prefill
 
 
 def _ort_transfer_split(handle: Any, feeds: dict[str, np.ndarray], batch: int) -> list[Case]:

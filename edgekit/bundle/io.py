@@ -61,6 +61,9 @@ class Axis:
     role: str | None = None  # "batch" | "time" | None
     min: int = 1  # the smallest size the graph must accept
     example: int = 0  # the size export traces at (0: the default for the role, never below 2)
+    # the largest size the graph accepts (None: any). A time axis at most 1 is a step-only graph:
+    # one token per call, its prompts fed by stepping. An axis with min == max is static in ONNX.
+    max: int | None = None
 
     def __post_init__(self) -> None:
         if self.role not in (None, *ROLES):
@@ -74,14 +77,24 @@ class Axis:
                 f"axis {self.name!r}: example size must be an integer >= min ({self.min}), "
                 f"got {self.example!r}"
             )
+        if self.max is not None and (
+            not isinstance(self.max, int) or isinstance(self.max, bool) or self.max < self.min
+        ):
+            raise InputError(
+                f"axis {self.name!r}: max must be an integer >= min ({self.min}), got {self.max!r}"
+            )
+        if self.max is not None and self.example > self.max:
+            raise InputError(
+                f"axis {self.name!r}: example size {self.example} is above its max {self.max}"
+            )
 
     @classmethod
     def named(cls, name: str, **declared: Any) -> Axis:
         """An axis whose role, unless declared, comes from its name."""
-        unknown = set(declared) - {"role", "min", "example"}
+        unknown = set(declared) - {"role", "min", "example", "max"}
         if unknown:
             raise InputError(
-                f"axis {name!r}: unknown keys {sorted(unknown)}; use role, min, example"
+                f"axis {name!r}: unknown keys {sorted(unknown)}; use role, min, example, max"
             )
         role = declared.pop("role", name if name in ROLES else None)
         return cls(name, role, **declared)
@@ -90,13 +103,21 @@ class Axis:
     def traced(self) -> int:
         """The export size: >= 2, since torch.export specialises sizes 0 and 1."""
         default = 3 if self.role == TIME else 2
-        return self.example or max(default, self.min)
+        return self.clamp(self.example or max(default, self.min))
 
     @property
     def large(self) -> int:
         """A size well above the export size, where a frozen dimension shows."""
         floor = {BATCH: 5, TIME: 37}.get(self.role or "", 0)
-        return max(floor, 2 * self.traced + 1)
+        return self.clamp(max(floor, 2 * self.traced + 1))
+
+    @property
+    def fixed(self) -> bool:
+        """One size only (min == max): a static dimension in the exported graph."""
+        return self.max == self.min
+
+    def clamp(self, size: int) -> int:
+        return size if self.max is None else min(size, self.max)
 
 
 @dataclass(frozen=True)
@@ -160,10 +181,14 @@ class IOContract:
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         return {
-            t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
+            t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str) and self._dynamic(d)}
             for t in self.inputs + self.outputs
-            if any(isinstance(d, str) for d in t.shape)
+            if any(self._dynamic(d) for d in t.shape)
         }
+
+    def _dynamic(self, dim: Dim) -> bool:
+        """A named axis the graph keeps dynamic (a fixed one, min == max, is static there)."""
+        return isinstance(dim, str) and not self.axes[dim].fixed
 
     def spec(self, name: str) -> TensorSpec:
         for t in self.inputs + self.outputs:
@@ -182,8 +207,28 @@ class IOContract:
         for role, size in ((BATCH, batch), (TIME, time)):
             name = self.role_axis(role)
             if size is not None and name is not None:
-                sizes[name] = size
+                sizes[name] = self.axes[name].clamp(size)  # a step-only graph: T = 1 always
         return sizes
+
+    @property
+    def step_only(self) -> bool:
+        """A recurrent graph that takes one token per call (its time axis is at most 1)."""
+        time = self.role_axis(TIME)
+        return time is not None and self.axes[time].max == 1
+
+    def stepping_only(self) -> IOContract:
+        """This contract for the one-token step alone: its time axis fixed at 1 (static in the
+        graph), so every prompt is fed by stepping."""
+        time = self.role_axis(TIME)
+        if time is None or not self.state:
+            raise InputError("step-only needs a recurrent module: state_pairs and a time axis")
+        axes = {**self.axes, time: replace(self.axes[time], min=1, example=0, max=1)}
+        return replace(self, axes=axes)
+
+    def most(self, role: str) -> int | None:
+        """The largest size of the `role` axis the graph accepts (None: any)."""
+        name = self.role_axis(role)
+        return None if name is None else self.axes[name].max
 
     def state_shape(self, name: str, batch: int) -> tuple[int, ...]:
         """The initial shape of state input `name` for `batch` streams, other axes at their export
@@ -238,7 +283,13 @@ class IOContract:
             "inputs": [_spec_dict(t) for t in self.inputs],
             "outputs": [_spec_dict(t) for t in self.outputs],
             "axes": [
-                {"name": a.name, "role": a.role, "min": a.min, "example": a.traced}
+                {
+                    "name": a.name,
+                    "role": a.role,
+                    "min": a.min,
+                    "example": a.traced,
+                    **({"max": a.max} if a.max is not None else {}),
+                }
                 for a in self.axes.values()
             ],
             "state": [
@@ -272,7 +323,9 @@ class IOContract:
             for s in manifest["state"]
         ]
         axes = {
-            a["name"]: Axis(a["name"], a.get("role"), a.get("min", 1), a.get("example", 0))
+            a["name"]: Axis(
+                a["name"], a.get("role"), a.get("min", 1), a.get("example", 0), a.get("max")
+            )
             for a in manifest.get("axes") or []
         }
         vocab = manifest.get("vocab") or []

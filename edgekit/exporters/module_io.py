@@ -148,6 +148,8 @@ class Declarations:
     context: Sequence[str] | None = None
     # a state that grows by each call's time length (a KV cache) holds at most this many positions
     max_length: int | None = None
+    # export the one-token step alone (time fixed at 1): prompts are fed by stepping
+    step_only: bool = False
 
 
 def describe_module(
@@ -253,6 +255,10 @@ def describe_module(
     for role in ("batch", "time") if pairs else ():
         if contract.role_axis(role) is None:
             raise InputError(_missing_role(contract, role, axis_specs))
+    if declared.step_only:
+        if not pairs:
+            raise InputError("step_only goes with state_pairs: it exports a recurrent step")
+        contract = contract.stepping_only()
     for name in context:  # one value per stream, stacked along the batch axis
         if contract.role_axis("batch") not in contract.spec(name).shape:
             raise InputError(

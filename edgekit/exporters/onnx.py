@@ -104,7 +104,7 @@ def _dynamic_shapes(module: torch.nn.Module, contract: IOContract) -> tuple[Any,
     for t in contract.inputs:
         axes = {}
         for i, d in enumerate(t.shape):
-            if isinstance(d, str):
+            if isinstance(d, str) and not contract.axes[d].fixed:  # a fixed axis stays static
                 identifier = re.sub(r"\W", "_", d)
                 low = contract.axes[d].min
                 axes[i] = dims.setdefault(d, torch.export.Dim(identifier, min=low, max=1 << 16))
@@ -127,7 +127,12 @@ def frozen_axes(path: Path, contract: IOContract) -> list[str]:
                 continue
             dims = v.type.tensor_type.shape.dim
             for axis, want in enumerate(spec.shape):
-                if isinstance(want, str) and axis < len(dims) and dims[axis].HasField("dim_value"):
+                if (
+                    isinstance(want, str)
+                    and not contract.axes[want].fixed  # static by declaration
+                    and axis < len(dims)
+                    and dims[axis].HasField("dim_value")
+                ):
                     found.append(
                         f"{kind} {v.name} axis {axis} ({want}) is frozen to {dims[axis].dim_value}"
                     )

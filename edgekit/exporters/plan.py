@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from edgekit.bundle.io import IOContract
+from edgekit.bundle.io import TIME, IOContract
 from edgekit.bundle.manifest import GRAPH, Manifest
 from edgekit.bundle.parts import DEFAULT_ATOL, DEFAULT_RTOL, Source, StepGraph, Tolerance
 from edgekit.errors import InputError
@@ -120,6 +120,27 @@ def plan_from_module(
         ),
         [],
         "no real data for a user module",
+    )
+
+
+def can_step_only(contract: IOContract) -> bool:
+    """A recurrent contract whose time axis is still dynamic: its one-token step may export where
+    the sequence graph does not."""
+    return bool(contract.state) and contract.role_axis(TIME) is not None and not contract.step_only
+
+
+def step_only_plan(plan: Plan) -> Plan:
+    """`plan` for the one-token step alone (time fixed at 1): checked on T = 1 feeds and a rollout
+    whose prompt is fed by stepping; no real-data cases (they are whole sequences) and no separate
+    step graph (the graph is one)."""
+    contract = plan.contract.stepping_only()
+    return replace(
+        plan,
+        contract=contract,
+        described=replace(plan.described, contract=contract),
+        real=[],
+        real_note=plan.real_note + "; step-only: checked by stepping",
+        step_graph=None,
     )
 
 

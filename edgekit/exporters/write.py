@@ -39,12 +39,15 @@ from edgekit.exporters.plan import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     Plan,
+    can_step_only,
     plan_from_checkpoint,
     plan_from_module,
+    step_only_plan,
 )
 from edgekit.exporters.refusal import Refusal, native_output_kept
 from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
+from edgekit.parity import ParityReport
 from edgekit.progress import stage
 from edgekit.reference.torch_backend import TorchBackend
 from edgekit.runtimes.onnxruntime import OrtBackend
@@ -85,6 +88,7 @@ def export(
     preprocess: dict[str, Any] | None = None,
     context: list[str] | None = None,
     max_length: int | None = None,
+    step_only: bool = False,
     exporter: str = "auto",
     opset: int | None = None,
     atol: float = DEFAULT_ATOL,
@@ -107,14 +111,17 @@ def export(
     names inputs that are not state but are read by every step, one value per stream (a
     decoder's encoder outputs): the Generator takes them once per stream. A state pair whose
     output is its input grown by the call's length along one dynamic axis (a KV cache) is held
-    from empty up to `max_length` positions.
+    from empty up to `max_length` positions. `step_only=True` exports the one-token step alone
+    (time fixed at 1; the runtime feeds prompts by stepping): for a module whose step exports but
+    whose prompt path does not (a Python loop over time). It is also chosen, and recorded, when no
+    exporter keeps a recurrent module's time axis dynamic but its step exports.
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
     """
     declared = Declarations(
         input_names, output_names, dynamic_axes, state_pairs, axes, int_ranges,
-        task, labels, vocab, preprocess, context, max_length,
+        task, labels, vocab, preprocess, context, max_length, step_only,
     )  # fmt: skip
     plan = plan_from_module(module, example_inputs, declared)
     options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)
@@ -137,49 +144,24 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
     if out.exists() and not options.force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     check_writable(out)
-    reference = TorchBackend(plan.module, plan.contract)
-    traced = plan.contract.feeds(plan.contract.sizes(), np.random.default_rng(0))
-    example = tuple(torch.from_numpy(v) for v in traced.values())
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     refusal = Refusal(out)  # each refused candidate's reason, short and in full
     with atomic_directory(out, force=options.force) as tmp:
         graph = tmp / GRAPH
-        for name in candidates:
-            stage(f"exporter {name}: exporting")
-            printed: list[str] = []
-            try:
-                with native_output_kept(printed):
-                    warned = onnx_from_module(
-                        plan.module, example, plan.contract, graph, name, opset
-                    )
-                    candidate = OrtBackend(graph, plan.contract)
-            except Exception as exc:  # an exporter's own failure is a finding, reported per attempt
-                reason = refusal.exporter_failed(name, exc, printed)
-                attempts.append({"exporter": name, "passed": False, "error": reason})
-                continue
-            frozen = frozen_axes(graph, plan.contract)
-            stage(f"exporter {name}: checking parity with torch")
-            report = parity_suite(reference, candidate, plan, atol, rtol, steps)
-            passed = report.passed and not frozen
-            attempts.append(
-                {
-                    "exporter": name,
-                    "passed": passed,
-                    "frozen_axes": frozen,
-                    "warnings": warned,
-                    "parity_failures": report.failures(),
-                }
-            )
-            if passed:
-                chosen = name
-                break
-            shapes_only = all(c.error for c in report.cases if not c.passed)
-            nodes = [] if shapes_only or frozen else diagnose(plan, graph, atol, rtol)
-            refusal.parity_failed(name, report, frozen, nodes)
-        else:
+        exported = _first_passing(plan, candidates, graph, options, refusal, attempts)
+        if exported is None and can_step_only(plan.contract):
+            # no graph kept time dynamic (a Python loop over time, ops with no ONNX form on the
+            # sequence path): the one-token step alone may still export; prompts then step
+            stage("no exporter kept time dynamic; exporting the one-token step (step-only)")
+            stepped = step_only_plan(plan)
+            exported = _first_passing(stepped, candidates, graph, options, refusal, attempts)
+            plan = stepped if exported is not None else plan
+        if exported is None:
             tried = [a["exporter"] for a in attempts]
             raise refusal.error(attempts, tried, plan.module)
+        chosen, report = exported
+        reference = TorchBackend(plan.module, plan.contract)
         stage(f"exporter {chosen} passed; writing golden records")
         golden = write_golden(tmp, plan, reference, steps)
         tolerance = options.tolerance
@@ -207,6 +189,56 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
         )
         written = write_manifest(tmp, manifest)
     return ExportResult(Bundle(out, written), report)
+
+
+def _first_passing(
+    plan: Plan,
+    candidates: list[str],
+    graph: Path,
+    options: ExportOptions,
+    refusal: Refusal,
+    attempts: list[dict[str, Any]],
+) -> tuple[str, ParityReport] | None:
+    """Export `plan` with each candidate in turn into `graph`; the first whose graph passes the
+    parity suite, with its report (None if none does). Every try is added to `attempts`."""
+    atol, rtol = options.tolerance.atol, options.tolerance.rtol
+    reference = TorchBackend(plan.module, plan.contract)
+    traced = plan.contract.feeds(plan.contract.sizes(), np.random.default_rng(0))
+    example = tuple(torch.from_numpy(v) for v in traced.values())
+    step_only = {"step_only": True} if plan.contract.step_only else {}
+    for name in candidates:
+        stage(f"exporter {name}: exporting")
+        printed: list[str] = []
+        try:
+            with native_output_kept(printed):
+                warned = onnx_from_module(
+                    plan.module, example, plan.contract, graph, name, options.opset
+                )
+                candidate = OrtBackend(graph, plan.contract)
+        except Exception as exc:  # an exporter's own failure is a finding, reported per attempt
+            reason = refusal.exporter_failed(name, exc, printed)
+            attempts.append({"exporter": name, **step_only, "passed": False, "error": reason})
+            continue
+        frozen = frozen_axes(graph, plan.contract)
+        stage(f"exporter {name}: checking parity with torch")
+        report = parity_suite(reference, candidate, plan, atol, rtol, options.steps)
+        passed = report.passed and not frozen
+        attempts.append(
+            {
+                "exporter": name,
+                **step_only,
+                "passed": passed,
+                "frozen_axes": frozen,
+                "warnings": warned,
+                "parity_failures": report.failures(),
+            }
+        )
+        if passed:
+            return name, report
+        shapes_only = all(c.error for c in report.cases if not c.passed)
+        nodes = [] if shapes_only or frozen else diagnose(plan, graph, atol, rtol)
+        refusal.parity_failed(name, report, frozen, nodes)
+    return None
 
 
 def _candidates(exporter: str, contract: IOContract) -> list[str]:

@@ -93,8 +93,14 @@ class Backend:
                         f"{name}: axis {axis} is {got}, expected {want} {list(spec.shape)}"
                     )
                 elif isinstance(want, str):
+                    most = self.contract.axes[want].max
                     if got < (0 if want in empty_ok else 1):
                         problems.append(f"{name}: axis {axis} ({want}) is {got}, expected >= 1")
+                    elif most is not None and got > most:
+                        problems.append(
+                            f"{name}: axis {axis} ({want}) is {got}, expected <= {most}"
+                            + (" (a step-only graph: one token per call)" if most == 1 else "")
+                        )
                     seen = sizes.setdefault(want, (got, name))
                     if seen[0] != got:
                         problems.append(

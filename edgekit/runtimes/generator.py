@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.io import TIME
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes.base import Backend
@@ -256,7 +257,9 @@ class Generator(SelfCheck):
             ids = np.stack([encoded[i] for i in rows])  # (rows, length)
             part = layout.take_rows(state, rows)
             rows_context = layout.take_context(feeds, rows)
-            for piece in prefill_chunks(ids, len(rows)):  # bounded memory for long prompts
+            for piece in prefill_chunks(
+                ids, len(rows), layout.contract.most(TIME)
+            ):  # bounded memory
                 tokens = layout.token_feed(piece)
                 out = self.backend.run({layout.tokens.name: tokens, **part, **rows_context})
                 part = layout.state_after(out)

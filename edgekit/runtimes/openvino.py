@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.bundle.directory import Bundle
-from edgekit.bundle.io import IOContract
+from edgekit.bundle.io import TIME, IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import registry
@@ -188,7 +188,7 @@ class OpenVinoStepper(StepBuffers):
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Feed (B, T) token ids on the dynamic-shape graph (in calls of at most PREFILL_CHUNK
         steps); return logits (B, V)."""
-        for piece in prefill_chunks(ids, self.batch):
+        for piece in prefill_chunks(ids, self.batch, self.layout.contract.most(TIME)):
             self._prefill_call(piece)
         return self.next_logits
 

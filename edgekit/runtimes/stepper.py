@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit._optional import require
+from edgekit.bundle.io import TIME
 from edgekit.bundle.layout import Layout
 from edgekit.errors import InputError
 from edgekit.rollout import Rollout, Stepper
@@ -57,12 +58,15 @@ def check_prefill(ids: np.ndarray, batch: int) -> None:
         raise InputError(f"prefill tokens must be ({batch}, T >= 1), got {ids.shape}")
 
 
-def prefill_chunks(ids: np.ndarray, batch: int) -> list[np.ndarray]:
+def prefill_chunks(ids: np.ndarray, batch: int, most: int | None = None) -> list[np.ndarray]:
     """(B, T) prompt ids as (B, <= PREFILL_CHUNK) pieces, run one after another with the state
     carried: a recurrent graph's activations grow with T, so a long prompt in one call would need
-    memory in proportion (about 1.7 kB per character on a 2x256 LSTM), and its result is the same."""
+    memory in proportion (about 1.7 kB per character on a 2x256 LSTM), and its result is the same.
+    A graph whose time axis takes at most `most` steps per call gets pieces of that many (a
+    step-only graph: one token at a time, its prompt fed by stepping)."""
     check_prefill(ids, batch)
-    return [ids[:, t : t + PREFILL_CHUNK] for t in range(0, ids.shape[1], PREFILL_CHUNK)]
+    size = min(PREFILL_CHUNK, most or PREFILL_CHUNK)
+    return [ids[:, t : t + size] for t in range(0, ids.shape[1], size)]
 
 
 def greedy(stepper: Stepper) -> Callable[[], np.ndarray]:
@@ -162,7 +166,7 @@ class HostStepper(StepBuffers):
         return self._call(self.tokens)
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        for piece in prefill_chunks(ids, self.batch):
+        for piece in prefill_chunks(ids, self.batch, self.layout.contract.most(TIME)):
             self._call(self.layout.token_feed(piece))
         return self.next_logits
 
@@ -267,7 +271,7 @@ class BoundStepper(StepBuffers):
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Feed (B, T) token ids (in calls of at most PREFILL_CHUNK steps); return the last step's
         logits (B, V)."""
-        for piece in prefill_chunks(ids, self.batch):
+        for piece in prefill_chunks(ids, self.batch, self.layout.contract.most(TIME)):
             self._prefill_call(piece)
         return self.next_logits
 

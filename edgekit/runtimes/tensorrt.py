@@ -22,7 +22,7 @@ from edgekit.errors import InputError
 from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.engine_format import pick_engine, plan_buffers
-from edgekit.runtimes.stepper import check_prefill, checked_state
+from edgekit.runtimes.stepper import checked_state, prefill_chunks
 
 
 def unavailable_reason(bundle: Path, manifest: Manifest | Mapping[str, Any] | None) -> str | None:
@@ -166,12 +166,14 @@ class TrtStepper:
         return self.next_logits
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        check_prefill(ids, self.batch)
+        """Feed (B, T) token ids in pieces of at most the engine's longest sequence (one token at
+        a time on a step-only bundle); return the last step's logits (B, V)."""
+        for piece in prefill_chunks(ids, self.batch, self.backend.max_seq):
+            self._prefill_call(piece)
+        return self.next_logits
+
+    def _prefill_call(self, ids: np.ndarray) -> None:
         t = ids.shape[1]
-        if t > self.backend.max_seq:
-            raise InputError(
-                f"prefill tokens must be ({self.batch}, T <= {self.backend.max_seq}), got {ids.shape}"
-            )
         self._bind(self.current, t)
         cuda.memcpy_htod(self.token_dev.ptr, self.layout.token_feed(ids), self.stream)
         if not self.context.execute_async_v3(int(self.stream)):
@@ -181,7 +183,6 @@ class TrtStepper:
         cuda.synchronize(self.stream)
         self.current ^= 1
         self.next_logits[...] = self.layout.last_logits(full)
-        return self.next_logits
 
     def get_state(self) -> dict[str, np.ndarray]:
         out = {}

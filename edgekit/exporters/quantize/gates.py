@@ -258,8 +258,9 @@ def _stream_logits(
     chunk: int = 256,
 ) -> np.ndarray:
     """Logits (N, V) for one stream of token ids (N,), state carried across chunks. A backend
-    with a step graph is stepped token by token: that graph is what its generation runs on."""
-    if backend.step_session is not None:
+    with a step graph, or a step-only graph, is stepped token by token: that is what its
+    generation runs."""
+    if backend.step_session is not None or layout.contract.step_only:
         forced = trace(
             backend.stepper(1), text[None, :1], forced=text[1:], every_state=False, context=context
         )
