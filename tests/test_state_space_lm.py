@@ -209,3 +209,60 @@ def test_quantize_gates_a_step_only_variant_on_its_stepping_path(mamba, tmp_path
     # int8 runs the same gates on the same path; whether it passes them is the model's affair
     int8 = quantize_bundle(copy, "int8", force=True)["gates"]
     assert int8["rollout_steps"] == 200 and 0 < int8["top1_agreement"] <= 1
+
+
+def stepped_rollout(url: str, model: str, prompt: str, steps: int) -> str:
+    """Greedy over the v2 sequence protocol, one token per request (prompt included): what a
+    step-only model takes, on edgekit serve and on Triton alike."""
+    import http.client
+
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    feed, got = [CHARS.index(c) for c in prompt], []
+    try:
+        for call in range(len(feed) + steps):
+            token = feed[call] if call < len(feed) else CHARS.index(got[-1])
+            tokens = {"name": "tokens", "datatype": "INT64", "shape": [1, 1], "data": [token]}
+            last = call == len(feed) + steps - 1
+            control = {"sequence_id": 11, "sequence_start": call == 0, "sequence_end": last}
+            conn.request("POST", f"/v2/models/{model}/infer",
+                         json.dumps({"inputs": [tokens], "parameters": control}))  # fmt: skip
+            response = conn.getresponse()
+            out = json.loads(response.read())
+            assert response.status == 200, out
+            if call >= len(feed) - 1:
+                got.append(CHARS[int(np.argmax(out["outputs"][0]["data"]))])
+    finally:
+        conn.close()
+    return "".join(got[:steps])
+
+
+def test_edgekit_serve_steps_a_sequence_token_by_token(mamba) -> None:
+    from tests.test_serve import start_server
+
+    lm, bundle, _ = mamba
+    want = hf_texts(lm, ["dog"], 100)[0]
+    url, _, server = start_server([("mamba", bundle)])
+    try:
+        assert stepped_rollout(url, "mamba", "dog", 100) == want
+    finally:
+        server.should_exit = True
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("EDGEKIT_TRITONSERVER"),
+    reason="EDGEKIT_TRITONSERVER is not set (the path of a tritonserver with the onnxruntime "
+    "backend; .ci/run sets one up from ../shared/triton)",
+)
+def test_a_real_triton_steps_the_state_space_lm(mamba, tmp_path: Path) -> None:
+    from edgekit.exporters.triton_repository import write_repository
+    from tests.triton_process import running_triton
+
+    lm, bundle, _ = mamba
+    write_repository(bundle, tmp_path / "repo", name="mamba")
+    write_repository(bundle, tmp_path / "batched", name="batched", batch_sequences=True)
+    repositories = [tmp_path / "repo", tmp_path / "batched"]
+    want = hf_texts(lm, ["dog"], 100)[0]
+    with running_triton(repositories, ["mamba", "batched"], tmp_path / "triton.log") as url:
+        for model in ("mamba", "batched"):
+            assert stepped_rollout(url, model, "dog", 100) == want

@@ -68,6 +68,13 @@ def export(
     steps: Annotated[
         int, typer.Option(help="recurrent models: greedy rollout steps checked")
     ] = 200,
+    step_only: Annotated[
+        bool,
+        typer.Option(
+            "--step-only",
+            help="recurrent models: export the one-token step alone; prompts are fed by stepping",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option(help="replace an existing --out")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
     tensorrt: Annotated[
@@ -103,7 +110,7 @@ def export(
         tolerance = Tolerance(
             default.atol if atol is None else atol, default.rtol if rtol is None else rtol
         )
-        options = ExportOptions(exporter.value, opset, tolerance, force, steps)
+        options = ExportOptions(exporter.value, opset, tolerance, force, steps, step_only)
         result = write_bundle(plan, target, options)
     else:
         from edgekit.exporters import bundle_from_checkpoint
@@ -111,7 +118,7 @@ def export(
         assert checkpoint is not None
         target = out or Path("bundles") / checkpoint.resolve().name
         result = bundle_from_checkpoint(
-            checkpoint, target, exporter.value, opset, atol, rtol, force, steps
+            checkpoint, target, exporter.value, opset, atol, rtol, force, steps, step_only
         )
     if as_json:
         print_json(result.manifest.to_json())
@@ -122,6 +129,8 @@ def export(
     if parity.real_data_note:
         typer.echo(f"note: {parity.real_data_note}")
     typer.echo(f"exporter: {used.name} (opset {used.opset})")
+    if result.manifest.contract.step_only:
+        typer.echo("step-only: one token per call; prompts are fed by stepping")
     typer.echo(f"bundle: {result.path}")
     if tensorrt:
         _build_engine(result.path, fp16, max_batch, max_seq, force=True)

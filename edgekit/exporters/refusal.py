@@ -193,10 +193,21 @@ class Refusal:
         table += [f"frozen dynamic axis: {f}" for f in frozen] + nodes
         self.full.append("\n".join(table))
 
-    def error(self, attempts: list[dict[str, Any]], tried: list[str], module: Any) -> ExportRefused:
+    def error(
+        self,
+        attempts: list[dict[str, Any]],
+        tried: list[str],
+        module: Any,
+        step_only_hint: bool = False,
+    ) -> ExportRefused:
         ran = any("parity_failures" in a for a in attempts)
         head = f"export failed{' parity' if ran else ''}; no bundle written"
         after = advice(attempts, tried, module, self.errors)
+        if step_only_hint:  # auto would have tried the one-token step next
+            after.append(
+                "or: export the one-token step alone (step_only=True, --step-only); prompts are "
+                "then fed by stepping"
+            )
         details = self._write("\n\n".join([head, *self.full, "\n".join(after)]))
         saved = (
             f"full exporter output: {details}"

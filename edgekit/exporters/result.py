@@ -23,6 +23,7 @@ class ExportOptions:
     tolerance: Tolerance = field(default_factory=Tolerance)
     force: bool = False  # replace an existing output directory
     steps: int = 200  # recurrent models: greedy rollout steps checked
+    step_only: bool = False  # recurrent models: the one-token step alone (time fixed at 1)
 
 
 @dataclass(frozen=True)

@@ -63,12 +63,14 @@ def bundle_from_checkpoint(
     rtol: float | None = None,
     force: bool = False,
     steps: int = 200,
+    step_only: bool = False,
 ) -> ExportResult:
     """Export a zoo checkpoint; tolerances default to the model's own."""
     refuse_overlap(Path(out), Path(checkpoint))
     plan = plan_from_checkpoint(checkpoint)
     tolerance = Tolerance(plan.atol if atol is None else atol, plan.rtol if rtol is None else rtol)
-    return write_bundle(plan, out, ExportOptions(exporter, opset, tolerance, force, steps))
+    options = ExportOptions(exporter, opset, tolerance, force, steps, step_only)
+    return write_bundle(plan, out, options)
 
 
 def export(
@@ -144,13 +146,15 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
     if out.exists() and not options.force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     check_writable(out)
+    if options.step_only and not plan.contract.step_only:
+        plan = step_only_plan(plan)  # raises for a module with no state to step
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     refusal = Refusal(out)  # each refused candidate's reason, short and in full
     with atomic_directory(out, force=options.force) as tmp:
         graph = tmp / GRAPH
         exported = _first_passing(plan, candidates, graph, options, refusal, attempts)
-        if exported is None and can_step_only(plan.contract):
+        if exported is None and exporter == "auto" and can_step_only(plan.contract):
             # no graph kept time dynamic (a Python loop over time, ops with no ONNX form on the
             # sequence path): the one-token step alone may still export; prompts then step
             stage("no exporter kept time dynamic; exporting the one-token step (step-only)")
@@ -159,7 +163,8 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
             plan = stepped if exported is not None else plan
         if exported is None:
             tried = [a["exporter"] for a in attempts]
-            raise refusal.error(attempts, tried, plan.module)
+            hint = can_step_only(plan.contract) and exporter != "auto"
+            raise refusal.error(attempts, tried, plan.module, step_only_hint=hint)
         chosen, report = exported
         reference = TorchBackend(plan.module, plan.contract)
         stage(f"exporter {chosen} passed; writing golden records")

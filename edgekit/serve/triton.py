@@ -31,12 +31,18 @@ IDLE_US = 60_000_000  # a sequence idle for a minute is dropped, as `edgekit ser
 def _dims(
     spec: TensorSpec, batch: str | None, drop_batch: bool, fixed: dict[str, int]
 ) -> list[int]:
+    """Triton's dims of `spec`: its fixed sizes, -1 for a dynamic axis unless `fixed` sizes it."""
     dims = []
     for d in spec.shape:
         if d == batch and drop_batch:
             continue
         dims.append(d if isinstance(d, int) else fixed.get(d, -1))
     return dims
+
+
+def _static(contract: IOContract) -> dict[str, int]:
+    """The named axes the graph holds at one size (a step-only graph's time: 1)."""
+    return {a.name: a.min for a in contract.axes.values() if a.fixed}
 
 
 def _tensor(spec: TensorSpec, dims: list[int]) -> dict[str, Any]:
@@ -58,6 +64,7 @@ def triton_config(
     bundle's graph was made batch first (triton_graph.py), so Triton may batch its sequences."""
     renamed = renamed or {}
     batch = contract.role_axis(BATCH)
+    static = _static(contract)
     config: dict[str, Any] = {"name": name, "platform": platform}
     if contract.state and batch_sequences:
         spec = partial(batch_first_spec, contract=contract)
@@ -82,7 +89,7 @@ def triton_config(
         )
         config["max_batch_size"] = max_batch if batch_first else 0
         for kind, group in (("input", contract.inputs), ("output", contract.outputs)):
-            config[kind] = [_tensor(t, _dims(t, batch, batch_first, {})) for t in group]
+            config[kind] = [_tensor(t, _dims(t, batch, batch_first, static)) for t in group]
         if batch_first:
             # batch what queues while a call runs, as edgekit serve does (no added wait)
             config["dynamic_batching"] = {"max_queue_delay_microseconds": 0}
@@ -104,7 +111,7 @@ def _recurrent(
     Batched (`drop_batch`, the tensors batch first): the batch axis is Triton's own."""
     batch = contract.role_axis(BATCH)
     state_names = {p.input for p in contract.state} | {p.output for p in contract.state}
-    fixed = {batch: 1} if batch and not drop_batch else {}
+    fixed = {**_static(contract), **({batch: 1} if batch and not drop_batch else {})}
     sizes = contract.sizes(batch=1, time=1)
     states = []
     for pair in contract.state:
@@ -129,7 +136,7 @@ def _recurrent(
             if t.name not in state_names
         ],
         "output": [
-            _tensor(spec(t), _dims(spec(t), batch, drop_batch, {}))
+            _tensor(spec(t), _dims(spec(t), batch, drop_batch, _static(contract)))
             for t in contract.outputs
             if t.name not in state_names
         ],
