@@ -23,7 +23,7 @@ def load(
     cache_optimized: bool = False,
     cuda_graph: bool = False,
     precision: str = "fp32",
-    step_graph: bool = True,
+    step_graph: bool | None = None,
 ) -> Any:
     """Load a bundle: a Classifier, Regressor or Generator, as its manifest says (torch-free)."""
     from edgekit.runtimes.loader import load as _load

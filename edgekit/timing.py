@@ -26,3 +26,43 @@ def interleaved_medians(
                 call()
                 times[name].append((time.perf_counter_ns() - start) / 1e3)
     return {k: float(np.median(t)) for k, t in times.items()}
+
+
+def paired_ratio(
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    rounds: int = 15,
+    seconds: float = 1.5,
+    warmup: int = 20,
+) -> dict[str, float | int | list[float]]:
+    """How `candidate`'s call time compares with `baseline`'s, robust to load: `rounds` rounds,
+    each timing both in alternating order for an equal share of `seconds`; per round the ratio of
+    their medians. Returns both medians (us), the median ratio and a 95% confidence interval for it
+    (bootstrap over rounds, fixed seed): a choice made on the interval's bounds does not flip when
+    one round is disturbed."""
+    for call in (candidate, baseline):
+        for _ in range(warmup):
+            call()
+    share = seconds / (2 * rounds)
+    ratios: list[float] = []
+    medians: dict[str, list[float]] = {"candidate": [], "baseline": []}
+    for r in range(rounds):
+        order = [("candidate", candidate), ("baseline", baseline)]
+        for name, call in order if r % 2 == 0 else order[::-1]:
+            times: list[float] = []
+            end = time.perf_counter() + share
+            while time.perf_counter() < end or len(times) < 5:
+                start = time.perf_counter_ns()
+                call()
+                times.append((time.perf_counter_ns() - start) / 1e3)
+            medians[name].append(float(np.median(times)))
+        ratios.append(medians["candidate"][-1] / medians["baseline"][-1])
+    drawn = np.random.default_rng(0).choice(ratios, size=(2000, rounds))
+    low, high = np.percentile(np.median(drawn, axis=1), [2.5, 97.5])
+    return {
+        "candidate_us": float(np.median(medians["candidate"])),
+        "baseline_us": float(np.median(medians["baseline"])),
+        "ratio": float(np.median(ratios)),
+        "ci95": [round(float(low), 4), round(float(high), 4)],
+        "rounds": rounds,
+    }

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edgekit.bundle import Bundle, Manifest, Tolerance, Variant, read_manifest, write_manifest
-from edgekit.bundle.io import DTYPES, IOContract, StatePair, TensorSpec
+from edgekit.bundle.dtypes import DTYPES
+from edgekit.bundle.io import IOContract, StatePair, TensorSpec
 from edgekit.errors import InputError
 from edgekit.rollout import Trace, rollout, trace
 

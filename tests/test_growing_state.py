@@ -220,3 +220,40 @@ def test_quantize_gates_a_variant_on_the_golden_rollout(decoder, tmp_path: Path)
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     assert quantize_bundle(copy, "fp16")["gates"]["passed"]
+
+
+def test_steps_write_the_cache_in_place_and_allocate_no_state_sized_array(decoder) -> None:
+    """The cache lives in buffers sized once for max_length: ONNX Runtime writes each call's
+    grown cache into them (what they hold after 100 steps is what stepping through the host
+    returns), and the 100 steps trace less new memory (numpy reports its allocations to
+    tracemalloc) than a copy of the k cache they end with."""
+    import tracemalloc
+
+    from edgekit.rollout import Rollout
+    from edgekit.runtimes.growing import GrowingStepper
+    from edgekit.runtimes.stepper import HostStepper
+
+    _, bundle = decoder
+    backend = edgekit.load(bundle).backend
+    bound, host = backend.stepper(4), HostStepper(backend, 4)
+    assert isinstance(bound, GrowingStepper)
+    prompt = np.random.default_rng(0).integers(0, len(CHARS), (4, 100))
+    rolls = []
+    for stepper in (bound, host):
+        stepper.prefill(prompt)
+        rolls.append(Rollout(stepper))
+        rolls[-1].advance()  # first calls out of the way
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            rolls[0].advance()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    for _ in range(100):
+        rolls[1].advance()
+    at_end = 2 * 4 * HEADS * 201 * (D // HEADS) * 4  # k and v, 4 streams, 201 positions, float32
+    assert peak < at_end / 2, (peak, at_end)  # less than the k cache alone
+    for name, want in host.get_state().items():
+        assert want.shape[2] == 201
+        np.testing.assert_allclose(bound.get_state()[name], want, rtol=1e-5, atol=1e-6)

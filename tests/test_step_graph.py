@@ -79,7 +79,7 @@ def test_export_records_the_step_graph_and_load_uses_it_when_faster(
     record = manifest["step_graph"]
     assert record["checked"].startswith("random states at batch 1 and 3")
     assert record["speed"]["sequence_us"] > 0 and record["speed"]["step_us"] > 0
-    assert record["used"] == (record["speed"]["ratio"] <= sg.USE_BELOW)
+    assert record["used"] == sg.step_graph_pays(record["speed"])
     assert sg.STEP_GRAPH in manifest["files"]  # kept either way: quantize derives from it
     generator = edgekit.load(tiny_bundles["charlm"])
     assert (generator.backend.step_session is not None) == record["used"]
@@ -94,3 +94,43 @@ def test_export_records_the_step_graph_and_load_uses_it_when_faster(
 
     info = CliRunner().invoke(app, ["info", str(tiny_bundles["charlm"])])
     assert "step graph model.step.onnx: " in info.output
+
+
+def test_the_choice_is_a_rule_on_an_interval_and_load_overrides_it_both_ways(
+    tiny_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    assert sg.step_graph_pays({"ci95": [0.97, 1.04]})  # a near tie stays on the step graph
+    assert sg.step_graph_pays({"ci95": [1.0, 1.2]})
+    assert not sg.step_graph_pays({"ci95": [1.08, 1.2]})  # clearly slower
+    copy = tmp_path / "charlm"
+    shutil.copytree(tiny_bundles["charlm"], copy)
+    doc = json.loads((copy / "edgekit.json").read_text())
+    doc["step_graph"]["used"] = False  # as if export had found it clearly slower
+    (copy / "edgekit.json").write_text(json.dumps(doc))
+    assert edgekit.load(copy).backend.step_session is None
+    forced = edgekit.load(copy, step_graph=True)
+    assert forced.backend.step_session is not None
+    assert forced.generate("ab", 30, temperature=0) == edgekit.load(copy).generate(
+        "ab", 30, temperature=0
+    )
+
+
+def test_paired_ratio_sees_a_twice_as_slow_call() -> None:
+    import time
+
+    from edgekit.timing import paired_ratio
+
+    def spin(us: float):
+        def call() -> None:
+            end = time.perf_counter() + us / 1e6
+            while time.perf_counter() < end:
+                pass
+
+        return call
+
+    paired = paired_ratio(spin(200), spin(100), rounds=9, seconds=0.5, warmup=2)
+    low, high = paired["ci95"]
+    assert 1.5 < low <= paired["ratio"] <= high < 2.5, paired

@@ -1,7 +1,8 @@
 """The bundle: its manifest as types, its one I/O description, its files (torch-free)."""
 
 from edgekit.bundle.directory import MANIFEST, Bundle, read_bundle, read_manifest, write_manifest
-from edgekit.bundle.io import DTYPES, IOContract, StatePair, TensorSpec
+from edgekit.bundle.dtypes import DTYPES
+from edgekit.bundle.io import IOContract, StatePair, TensorSpec
 from edgekit.bundle.layout import Layout
 from edgekit.bundle.manifest import (
     Engine,

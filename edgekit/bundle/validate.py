@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.io import DTYPES
+from edgekit.bundle.dtypes import DTYPES
 from edgekit.preprocess import image_spec_problems
 
 TASKS = ("classify", "regress", "generate", "generic")

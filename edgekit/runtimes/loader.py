@@ -39,7 +39,7 @@ def load(
     cache_optimized: bool = False,
     cuda_graph: bool = False,
     precision: str = "fp32",
-    step_graph: bool = True,
+    step_graph: bool | None = None,
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt", "openvino" or "auto": the best GPU
     backend here, else ONNX Runtime on the CPU), at `precision`: "fp32",
@@ -50,8 +50,9 @@ def load(
     `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
     loading never writes into the bundle). `cuda_graph` (device "cuda") captures the Generator's
     one-token step in ORT CUDA graphs. The TensorRT EP keeps its engines in the same cache.
-    A recurrent bundle steps on its one-token step graph when export found that faster
-    (`step_graph=False` steps on the sequence graph, e.g. to compare).
+    A recurrent bundle steps on its one-token step graph where export chose it (`step_graph=None`:
+    unless it measured clearly slower), `step_graph=True` on it whatever export chose, and
+    `step_graph=False` on the sequence graph.
     """
     from edgekit.runtimes.classifier import Classifier, Regressor
     from edgekit.runtimes.generator import Generator

@@ -15,13 +15,15 @@ import numpy as np
 
 from edgekit._optional import require
 from edgekit.bundle.directory import Bundle
-from edgekit.bundle.io import DTYPES, IOContract
+from edgekit.bundle.dtypes import DTYPES
+from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
+from edgekit.runtimes.growing import GrowingStepper
 from edgekit.runtimes.stepper import BoundStepper, HostStepper
 
 PROVIDERS = {
@@ -198,11 +200,12 @@ class OrtBackend(Backend):
         values = self.session.run(self._outputs, dict(feeds), self.uncaptured)
         return dict(zip(self._outputs, values, strict=True))
 
-    def stepper(self, batch: int) -> BoundStepper | HostStepper:
-        """IO-bound ping-pong buffers; a growing state (a KV cache) changes shape every call,
-        so it steps through the host instead (ONNX Runtime allocates each call's outputs)."""
+    def stepper(self, batch: int) -> BoundStepper | GrowingStepper | HostStepper:
+        """IO-bound ping-pong buffers; a growing state (a KV cache), which changes shape every
+        call, in host buffers sized once for its max_length (on CUDA: through the host, ONNX
+        Runtime allocating each call's outputs)."""
         if self.contract.growing:
-            return HostStepper(self, batch)
+            return GrowingStepper(self, batch) if self.device == "cpu" else HostStepper(self, batch)
         return BoundStepper(self, batch)
 
     def prepared(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
@@ -262,8 +265,15 @@ def _open(
         cuda_graph,
         trt_cache,
         optimization=manifest.optimization,
-        step_graph=Bundle(Path(bundle), manifest).step_graph if options.step_graph else None,
+        step_graph=_step_graph(Bundle(Path(bundle), manifest), options.step_graph),
     )
+
+
+def _step_graph(read: Bundle, choice: bool | None) -> Path | None:
+    """The graph steps run on: export's choice (None), the bundle's step graph (True) or none."""
+    if choice is None:
+        return read.step_graph
+    return read.any_step_graph if choice else None
 
 
 def step_graph_of(

@@ -227,7 +227,10 @@ def _open(
 ) -> Backend:
     manifest = Manifest.of(manifest)
     # the step graph export kept, used for ORT's steps or not: OpenVINO steps on it
-    step = Bundle(Path(bundle), manifest).any_step_graph if options.step_graph else None
+    # the step graph whatever export chose for ONNX Runtime, unless told not to (False)
+    step = (
+        Bundle(Path(bundle), manifest).any_step_graph if options.step_graph is not False else None
+    )
     return OpenVinoBackend(
         Path(bundle) / manifest.graph,
         manifest.contract,

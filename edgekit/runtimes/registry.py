@@ -21,7 +21,9 @@ class OpenOptions:
     threads: int | None = None  # intra-op threads; None: the runtime's default
     optimized_model: Path | None = None  # ONNX Runtime: save the optimised graph here
     trt_cache_dir: Path | None = None  # ONNX Runtime's TensorRT EP: engine cache
-    step_graph: bool = True  # recurrent bundles: step on the one-token graph when it has one
+    # recurrent bundles: None steps on the one-token graph where export chose it, True on the one
+    # the bundle has whatever export chose, False on the sequence graph
+    step_graph: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.io import DTYPES
+from edgekit.bundle.dtypes import DTYPES
 from edgekit.errors import InputError
 from edgekit.serve import fields
 

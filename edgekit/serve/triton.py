@@ -21,7 +21,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from edgekit.bundle.io import BATCH, DTYPES, IOContract, TensorSpec
+from edgekit.bundle.dtypes import DTYPES
+from edgekit.bundle.io import BATCH, IOContract, TensorSpec
 from edgekit.errors import InputError
 
 TRITON_TYPES = {name: d.triton for name, d in DTYPES.items()}  # numpy name -> Triton's

@@ -166,14 +166,15 @@ def _step_ops(read: Bundle, job: Job) -> dict[str, int]:
 
 
 def _steps_faster(job: Job, contract: IOContract, optimization: str) -> bool:
-    """Whether the variant's one-token graph steps faster than its sequence graph does."""
-    from edgekit.exporters.step_graph import USE_BELOW, step_speed
+    """Whether the variant steps on its one-token graph: unless clearly slower than on its
+    sequence graph (the fp32 rule, step_graph.step_graph_pays)."""
+    from edgekit.exporters.step_graph import step_graph_pays, step_speed
 
     sequence = OrtBackend(job.out, contract, threads=1, optimization=optimization)
     stepped = OrtBackend(
         job.out, contract, threads=1, optimization=optimization, step_graph=job.variant_step
     )
-    return bool(step_speed(sequence, stepped, 1.0)["ratio"] <= USE_BELOW)
+    return step_graph_pays(step_speed(sequence, stepped))
 
 
 def _refuse_if_useless(
