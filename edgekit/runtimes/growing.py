@@ -4,10 +4,10 @@ A growing state's output is its input grown by the call's length (`present = con
 so its shape changes on every call and ping-pong buffers of one shape cannot hold it. Here each
 state has two flat buffers, each large enough for the state at its max_length. A call views the
 live buffer's first elements as the input (B, heads, P, d) and the spare buffer's first elements as
-the output (B, heads, P + T, d): both views are contiguous, ONNX Runtime writes the output into the
-bound memory, and the roles swap. Per call only the small OrtValue wrappers and their bindings are
-made; no state-sized array is allocated after construction (tests/test_growing_state.py measures
-it). A state that keeps its shape beside a growing one lives in the same kind of buffers.
+the output (B, heads, P + T, d): both are contiguous, so a call binds each by the buffer's address and
+its shape, ONNX Runtime writes the output into that memory, and the roles swap. No state-sized array
+is allocated after construction (tests/test_growing_state.py traces it). A state that keeps its
+shape beside a growing one lives in the same kind of buffers.
 """
 
 from __future__ import annotations
@@ -43,9 +43,32 @@ class GrowingStepper(StepBuffers):
         self.token_value = self.ort.OrtValue.ortvalue_from_numpy(self.tokens)
         self.logits_value = self.ort.OrtValue.ortvalue_from_numpy(self.logits)
         self._context_values: dict[str, Any] = {}
+        # each buffer's address: a call binds the state by pointer and shape (a view's start is
+        # the buffer's), which costs less than wrapping a view in an OrtValue on every call
+        self.address = [{n: a.ctypes.data for n, a in flat.items()} for flat in self.flat]
+        try:  # the native CPU device, made once (see _binders)
+            self.cpu: Any = self.ort.OrtDevice.make("cpu", 0)._get_c_device()
+        except AttributeError:  # another onnxruntime: the public binding calls
+            self.cpu = None
+        self.room = min(most for _, most in self.growing.values())
+        self._bind_steps()
         self.current = 0  # self.flat[current] holds the live state
         self.held = 0  # positions the growing states hold
         self.reset()
+
+    def _bind_steps(self) -> None:
+        self._step_bindings = [self._binding(k) for k in range(2)]
+        self._step_binders = [self._binders(b) for b in self._step_bindings]
+
+    def _binding(self, k: int) -> Any:
+        """A binding for one-token steps from buffer k: tokens, logits and context bound here,
+        the state's views at each call."""
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.layout.tokens.name, self.token_value)
+        binding.bind_ortvalue_output(self.layout.logits.name, self.logits_value)
+        for name, context in self._context_values.items():
+            binding.bind_ortvalue_input(name, context)
+        return binding
 
     def _shape(self, name: str, length: int) -> tuple[int, ...]:
         """State `name` holding `length` positions (a state that keeps its shape: as it is)."""
@@ -64,47 +87,61 @@ class GrowingStepper(StepBuffers):
             name: self.ort.OrtValue.ortvalue_from_numpy(value)
             for name, value in self.context.items()
         }
+        self._bind_steps()
 
-    def _call(self, steps: int, tokens: Any, logits: Any) -> Any:
-        """One session call feeding `steps` positions; returns the binding (outputs readable)."""
+    def _call(self, steps: int, binding: Any, binders: tuple[Any, Any] | None = None) -> Any:
+        """One session call through `binding` (tokens, logits and context bound) feeding `steps`
+        positions; returns the binding (outputs readable)."""
         self._check_context()
-        if self.held + steps > min(most for _, most in self.growing.values()):
+        if self.held + steps > self.room:
             name, (_, most) = min(self.growing.items(), key=lambda item: item[1][1])
             raise InputError(
                 f"{name} holds {self.held} positions and this call adds {steps}: more than the "
                 f"{most} it was exported for (max_length); start a new stream, or export with a "
                 "larger max_length"
             )
-        value = self.ort.OrtValue.ortvalue_from_numpy
-        binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.layout.tokens.name, tokens)
-        if logits is None:
-            binding.bind_output(self.layout.logits.name, "cpu")
-        else:
-            binding.bind_ortvalue_output(self.layout.logits.name, logits)
-        for name, context in self._context_values.items():
-            binding.bind_ortvalue_input(name, context)
-        live, spare = self.current, 1 - self.current
+        live, spare, grown = self.current, 1 - self.current, self.held + steps
+        bind_input, bind_output = self._binders(binding) if binders is None else binders
         for name_in, name_out in self.layout.pairs:
-            binding.bind_ortvalue_input(name_in, value(self._view(live, name_in, self.held)))
-            grown = self.held + steps
-            binding.bind_ortvalue_output(name_out, value(self._view(spare, name_in, grown)))
+            past, present = self._shape(name_in, self.held), self._shape(name_in, grown)
+            bind_input(name_in, past, self.address[live][name_in])
+            bind_output(name_out, present, self.address[spare][name_in])
         self.session.run_with_iobinding(binding)
-        self.current, self.held = spare, self.held + steps
+        self.current, self.held = spare, grown
         return binding
+
+    def _binders(self, binding: Any) -> tuple[Any, Any]:
+        """(bind_input, bind_output) taking (name, shape, address) for CPU float32 memory. The
+        binding's native object with the device made once where onnxruntime has them (1.32 does):
+        IOBinding.bind_input makes a device per call, which costs more than the binding does."""
+        native = getattr(binding, "_iobinding", None)
+        if self.cpu is not None and native is not None:
+            cpu = self.cpu
+            return (
+                lambda name, shape, at: native.bind_input(name, cpu, np.float32, shape, at),
+                lambda name, shape, at: native.bind_output(name, cpu, np.float32, shape, at),
+            )
+        return (
+            lambda name, shape, at: binding.bind_input(name, "cpu", 0, np.float32, shape, at),
+            lambda name, shape, at: binding.bind_output(name, "cpu", 0, np.float32, shape, at),
+        )
 
     def step(self) -> np.ndarray:
         """Advance every stream by `next_tokens`; return logits (B, V) (a view)."""
-        self._call(1, self.token_value, self.logits_value)
+        k = self.current
+        self._call(1, self._step_bindings[k], self._step_binders[k])
         return self.next_logits
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
         """Feed (B, T) token ids (in pieces the graph takes); return the last logits (B, V)."""
         most = self.layout.contract.most(TIME)
         for piece in prefill_chunks(ids, self.batch, most):
-            feed = self.ort.OrtValue.ortvalue_from_numpy(self.layout.token_feed(piece))
-            binding = self._call(piece.shape[1], feed, None)
-            logits = binding.get_outputs()[0].numpy()
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.layout.tokens.name, self.layout.token_feed(piece))
+            binding.bind_output(self.layout.logits.name, "cpu")
+            for name, context in self._context_values.items():
+                binding.bind_ortvalue_input(name, context)
+            logits = self._call(piece.shape[1], binding).get_outputs()[0].numpy()
             self.next_logits[...] = self.layout.last_logits(logits)
         return self.next_logits
 

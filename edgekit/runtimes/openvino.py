@@ -226,8 +226,8 @@ def _open(
     bundle: Path, manifest: Manifest | Mapping[str, Any], options: registry.OpenOptions
 ) -> Backend:
     manifest = Manifest.of(manifest)
-    # the step graph export kept, used for ORT's steps or not: OpenVINO steps on it
-    # the step graph whatever export chose for ONNX Runtime, unless told not to (False)
+    # the step graph export kept, whatever export chose for ONNX Runtime's steps, unless told
+    # not to (step_graph=False)
     step = (
         Bundle(Path(bundle), manifest).any_step_graph if options.step_graph is not False else None
     )
