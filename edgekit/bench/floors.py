@@ -140,17 +140,20 @@ def add_peak_fractions(
     peak: dict[str, Any],
     threads: int | None = None,
     vnni: bool = False,
+    bf16_per_lane: int | None = None,
 ) -> None:
     """gflops (weight products only) and of_peak for every one-token step row, against the peak
     of the cores the row could use (`threads`, else all) and of its precision: int8 rows against
-    the int8 rate (VNNI: four int8 products per fp32 lane; unknown without it)."""
+    the int8 rate (VNNI: four int8 products per fp32 lane; unknown without it), bf16 rows against
+    `bf16_per_lane` products per fp32 lane (unknown where None)."""
+    rates = {"int8": 4 if vnni else None, "bf16": bf16_per_lane}
     per_core = peak["gflops"] / peak["cores"] if peak.get("gflops") and peak.get("cores") else None
     for r in results:
         if not r["case"].startswith("step"):
             continue
         r["gflops"] = flops_per_stream * r["batch"] / (r["p50_us"] * 1e3)
         used = min(threads or peak["cores"], peak["cores"]) if per_core else 0
-        scale = (4 if vnni else None) if r.get("precision") == "int8" else 1
+        scale = rates.get(r.get("precision") or "fp32", 1)
         top = per_core * used * scale if per_core and scale else None
         r["peak_gflops"] = top
         r["of_peak"] = r["gflops"] / top if top else None

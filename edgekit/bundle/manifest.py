@@ -60,7 +60,7 @@ SCHEMA = "edgekit.bundle"
 SCHEMA_VERSION = 1
 GRAPH = "model.onnx"  # the fp32 graph export writes
 
-PRECISIONS = ("fp32", "int8", "fp16", "auto")  # what `load` and `serve` accept
+PRECISIONS = ("fp32", "int8", "fp16", "bf16", "auto")  # what `load` and `serve` accept
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,11 @@ class Manifest:
                 f"this bundle has no {precision} variant (it has: {', '.join(self.precisions)}); "
                 f"make one with: edgekit quantize BUNDLE --{precision}"
             )
-        # the variant's own one-token graph, if it has one (the fp32 step graph is not its)
+        # the variant's own one-token graph, if it has one (the fp32 step graph is not its); a
+        # variant that is the fp32 graph computed at another precision (bf16) steps as fp32 does
         step = StepGraph(True, variant.step_file) if variant.step_file else None
+        if variant.runtime is not None:
+            step = self.step_graph
         return replace(
             self,
             graph=variant.file,

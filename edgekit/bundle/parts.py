@@ -73,8 +73,8 @@ class StepGraph:
 class Variant:
     """A reduced-precision graph made by `edgekit quantize`, with the gates it passed."""
 
-    precision: str  # "int8" | "fp16"
-    file: str
+    precision: str  # "int8" | "fp16" | "bf16"
+    file: str  # bf16: the fp32 graph itself, which OpenVINO computes in bf16
     tolerance: Tolerance
     optimization: str = "all"  # the ORT optimisation level it was measured at
     case_atol: Mapping[str, float] = field(default_factory=dict)  # golden case -> its own bound
@@ -147,6 +147,12 @@ class Variant:
     @property
     def files(self) -> list[str]:
         return [self.file] + ([self.step_file] if self.step_file else [])
+
+    @property
+    def runtime(self) -> str | None:
+        """The one backend that runs it, where only one can (bf16: "openvino"); None: any."""
+        runtime = self.details.get("runtime")
+        return str(runtime) if runtime else None
 
 
 @dataclass(frozen=True)

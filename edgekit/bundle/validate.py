@@ -17,7 +17,7 @@ from edgekit.bundle.dtypes import DTYPES
 from edgekit.preprocess import image_spec_problems
 
 TASKS = ("classify", "regress", "generate", "generic")
-VARIANT_PRECISIONS = ("int8", "fp16")
+VARIANT_PRECISIONS = ("int8", "fp16", "bf16")
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # ORT's, as variants name them
 
 # key -> (python types it may have, required)

@@ -1,4 +1,4 @@
-"""`edgekit quantize`: an int8 or fp16 variant of a bundle, kept only when it passes its gates."""
+"""`edgekit quantize`: an int8, fp16 or bf16 variant of a bundle, kept only when it passes its gates."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def quantize(
     bundle: Annotated[Path, typer.Argument(help="a bundle directory (from edgekit export)")],
     int8: Annotated[bool, typer.Option("--int8", help="an int8 variant")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="an fp16 variant (for GPUs)")] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option("--bf16", help="a bf16 variant: OpenVINO's bf16 arithmetic, on CPUs with it"),
+    ] = False,
     mode: Annotated[
         str | None,
         typer.Option(
@@ -45,16 +49,16 @@ def quantize(
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Add a reduced-precision variant to a bundle, gated on held-out data against fp32 and torch."""
-    if int8 == fp16:
-        fail("say which variant to build: --int8 or --fp16 (one of them)", 2)
-    if fp16 and (mode or not per_channel or reduce_range or calibration):
+    if int8 + fp16 + bf16 != 1:
+        fail("say which variant to build: --int8, --fp16 or --bf16 (one of them)", 2)
+    if (fp16 or bf16) and (mode or not per_channel or reduce_range or calibration):
         fail("--mode, --per-tensor, --reduce-range and --calibration are int8 options", 2)
     from edgekit.exporters.quantize import DoesNotPay, quantize_bundle
 
     try:
         record = quantize_bundle(
             bundle,
-            "int8" if int8 else "fp16",
+            "int8" if int8 else "fp16" if fp16 else "bf16",
             mode,
             per_channel,
             reduce_range,
@@ -79,9 +83,14 @@ def summary(bundle: Path, record: Variant | Mapping[str, Any]) -> str:
     v = record if isinstance(record, Variant) else Variant.from_json(record)
     g, notes = v.measured, v.notes
     float_ops = ", ".join(notes.float_ops) or "nothing"
+    made = (
+        f"{bundle / v.file} on {v.runtime} only (no file of its own; {notes.recipe_why})"
+        if v.runtime
+        else f"{bundle / v.file} (adds {notes.bytes_ratio or 0:.2f}x the fp32 file; "
+        f"{notes.recipe_why})"
+    )
     lines = [
-        f"{v.precision} variant: {bundle / v.file} "
-        f"(adds {notes.bytes_ratio or 0:.2f}x the fp32 file; {notes.recipe_why})",
+        f"{v.precision} variant: {made}",
         f"left in float: {float_ops}"
         + (f" ({notes.float_weight_share or 0:.0%} of the weights)" if notes.float_ops else "")
         + (" in the sequence graph (prompts)" if notes.float_ops and v.step_file else ""),
@@ -137,6 +146,8 @@ def summary(bundle: Path, record: Variant | Mapping[str, Any]) -> str:
 
 
 def _speed_note(precision: str, ratio: float) -> str:
+    if precision == "bf16":
+        return " (fp32 here is OpenVINO f32; bf16 runs on device='openvino' only)"
     if precision == "fp16":
         return " (fp16 is for GPUs: `--precision auto` uses it on a GPU, never on a CPU)"
     if ratio >= 1:

@@ -67,8 +67,9 @@ class VariantVerdict:
                 f"{self.precision} {self.file}: STALE, made from another fp32 graph; rebuild it "
                 f"with edgekit quantize BUNDLE --{self.precision} --force"
             )
-        assert self.report is not None
         failures = "; ".join(self.gates.get("failures", [])) or "none"
+        if self.report is None:  # it could not run here
+            return f"{self.precision} {self.file}: NOT RUN ({failures})"
         return (
             f"{self.precision} {self.file}: golden replay {'ok' if self.report.passed else 'FAIL'}, "
             f"gates {'ok' if self.gates.get('passed') else 'FAIL'} (failures: {failures})"
@@ -103,6 +104,9 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
             continue
         seen = manifest.at(v.precision)
         step = bundle / v.step_file if v.step_file else None  # its one-token graph
+        if v.runtime is not None:  # one backend computes it (bf16: OpenVINO)
+            verdicts.append(_on_its_runtime(read, v, split))
+            continue
         backend = OrtBackend(
             bundle / v.file, manifest.contract, optimization=seen.optimization, step_graph=step
         )
@@ -118,3 +122,23 @@ def verify_variants(bundle: str | Path) -> list[VariantVerdict]:
         files = v.file + (f" + {v.step_file} (steps)" if step else "")
         verdicts.append(VariantVerdict(v.precision, files, False, report, gates))
     return verdicts
+
+
+def _on_its_runtime(read: Bundle, v: Any, split: Any) -> VariantVerdict:
+    """A variant that one backend computes (bf16 on OpenVINO), checked again there: its golden
+    replay and its gates against fp32 ONNX Runtime."""
+    from edgekit.exporters.quantize.gates import measure_backends
+    from edgekit.runtimes import registry
+    from edgekit.runtimes.golden import replay
+
+    entry = registry.get(v.runtime)
+    seen = read.manifest.at(v.precision, entry.device)
+    reason = entry.unavailable(read.path, seen)
+    if reason is not None:
+        gates = {"passed": False, "failures": [f"cannot run here: {reason}"]}
+        return VariantVerdict(v.precision, f"{v.file} on {v.runtime}", False, None, gates)
+    backend = entry.open(read.path, seen, registry.OpenOptions(threads=1))
+    fp32 = OrtBackend(read.graph, read.contract, threads=1, step_graph=read.step_graph)
+    gates = measure_backends(read, fp32, backend, split)
+    report = replay(read.path, seen, backend)
+    return VariantVerdict(v.precision, f"{v.file} on {v.runtime}", False, report, gates)

@@ -43,8 +43,10 @@ def load(
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt", "openvino" or "auto": the best GPU
     backend here, else ONNX Runtime on the CPU), at `precision`: "fp32",
-    "int8" or "fp16" (variants made by `edgekit quantize`), or "auto": on a CPU the int8 variant
-    when it measured faster than fp32, on a GPU the fp16 variant when there is one, else fp32.
+    "int8", "fp16" or "bf16" (variants made by `edgekit quantize`; bf16 on OpenVINO only), or
+    "auto": on a CPU the int8 variant when it measured faster than fp32 (on OpenVINO, first the
+    bf16 variant where the CPU has bf16 and it measured faster), on a GPU the fp16 variant when
+    there is one, else fp32.
 
     The manifest is validated and every file checked against its sha256 first. With
     `cache_optimized`, ONNX Runtime's optimised graph is saved to the user cache (files.cache_dir;
@@ -59,7 +61,12 @@ def load(
 
     bundle = Path(bundle)
     name = backend_for_device(device, cuda_graph)
-    manifest = Bundle.read(bundle, verify=True).manifest.at(precision, registry.get(name).device)
+    read = Bundle.read(bundle, verify=True).manifest
+    if precision == "auto" and name == "openvino":
+        from edgekit.runtimes.openvino import auto_precision
+
+        precision = auto_precision(read)
+    manifest = read.at(precision, registry.get(name).device)
     optimized = None
     if cache_optimized:  # beside, never inside, the bundle: it may be read-only
         optimized = cache_dir(bundle) / f"model.{device}.optimized.onnx"

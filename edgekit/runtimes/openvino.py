@@ -10,7 +10,8 @@ the step itself on a small LSTM. Where OpenVINO cannot read the sequence graph (
 of hand-written cells), the step graph serves every call, a prompt one token at a time.
 
 Traps handled here: the CPU plugin may pick bf16 inference on CPUs that have it, so f32 precision
-is asked for (parity is checked against fp32 torch); `ov.Tensor(array, shared_memory=True)` does not
+is asked for (parity is checked against fp32 torch), and bf16 only for a bundle's gated bf16
+variant (`edgekit quantize --bf16`); `ov.Tensor(array, shared_memory=True)` does not
 keep `array` alive, so every shared array is owned by the object that holds the tensor.
 """
 
@@ -39,8 +40,34 @@ def ov() -> Any:
     return require("openvino", "the OpenVINO backend (pip install 'edgekit-ml[openvino]')")
 
 
-def compile_config(threads: int | None, hint: str = "LATENCY") -> dict[str, Any]:
-    config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # a bundle's precision -> OpenVINO's inference hint
+
+
+def cpu_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin reports bf16 arithmetic here (AVX512_BF16 or AMX)."""
+    return "BF16" in ov().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def auto_precision(manifest: Manifest) -> str:
+    """`precision="auto"` on OpenVINO: the bf16 variant where it passed its gates, measured faster
+    than f32 and this CPU has bf16; else what auto picks on any CPU."""
+    bf16 = manifest.variant("bf16")
+    if bf16 is not None and bf16.passed and bf16.speed_ratio < 1.0 and cpu_bf16():
+        return "bf16"
+    return manifest.auto_precision("cpu")
+
+
+def compile_config(
+    threads: int | None, hint: str = "LATENCY", precision: str = "fp32"
+) -> dict[str, Any]:
+    if precision not in PRECISIONS:
+        raise InputError(
+            f"OpenVINO runs fp32 or bf16 bundles, not {precision}; load it on onnxruntime"
+        )
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": hint,
+        "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+    }
     if threads is not None:
         if threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
@@ -59,10 +86,17 @@ class OpenVinoBackend(Backend):
         threads: int | None = None,
         step_graph: Path | None = None,
         hint: str = "LATENCY",
+        precision: str = "fp32",
     ) -> None:
         super().__init__(contract)
         self.core = ov().Core()
-        self.config = compile_config(threads, hint)
+        if precision == "bf16" and not cpu_bf16():
+            raise InputError(
+                "this CPU has no bf16 arithmetic OpenVINO can use (its OPTIMIZATION_CAPABILITIES "
+                "lack BF16); load the fp32 bundle"
+            )
+        self.config = compile_config(threads, hint, precision)
+        self.precision = precision
         self.model_path = Path(model_path)
         self.step_path = step_graph or self.model_path
         self.stepwise = False  # True: runs T > 1 calls one token at a time on the step graph
@@ -236,6 +270,7 @@ def _open(
         manifest.contract,
         options.threads,
         step_graph=step,
+        precision=manifest.precision,
     )
 
 

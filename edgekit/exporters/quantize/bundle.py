@@ -1,4 +1,5 @@
-"""`edgekit quantize`: derive an int8 or fp16 variant, gate it, and add it to the bundle atomically.
+"""`edgekit quantize`: derive an int8 or fp16 variant, gate it, and add it to the bundle atomically
+(bf16, OpenVINO's arithmetic on the fp32 graph, is bf16.py).
 
 1. pick a recipe from the graph (recipes.py), or refuse with the reason it does not pay;
 2. build the derived graph in a scratch folder and open it in a subprocess first, so an ONNX
@@ -66,6 +67,10 @@ def quantize_bundle(
     gates (or does not pay)."""
     import onnx
 
+    if precision == "bf16":  # OpenVINO's arithmetic on the fp32 graph: no graph of its own
+        from edgekit.exporters.quantize.bf16 import add_bf16
+
+        return add_bf16(bundle, force, replace, bars)
     read = Bundle.read(bundle)
     bundle, manifest = read.path, read.manifest
     if manifest.golden is None:

@@ -33,6 +33,7 @@ from edgekit.bundle.layout import Layout
 from edgekit.bundle.manifest import Manifest
 from edgekit.exporters.samples import Split
 from edgekit.rollout import trace
+from edgekit.runtimes.base import Backend
 from edgekit.runtimes.golden import stored_trace
 from edgekit.runtimes.onnxruntime import OrtBackend
 from edgekit.timing import interleaved_medians
@@ -65,11 +66,19 @@ def measure(
     """Every gate for `variant_graph` (opened at ORT `optimization` level; stepping on
     `variant_step` when given), with "passed" and the "failures" that decided it."""
     read = Bundle(Path(bundle), Manifest.of(manifest))
-    manifest, contract = read.manifest, read.contract
-    fp32 = OrtBackend(read.graph, contract, threads=1)
+    fp32 = OrtBackend(read.graph, read.contract, threads=1)
     variant = OrtBackend(
-        variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
+        variant_graph, read.contract, threads=1, optimization=optimization, step_graph=variant_step
     )
+    return measure_backends(read, fp32, variant, split, bars)
+
+
+def measure_backends(
+    read: Bundle, fp32: Backend, variant: Backend, split: Split | None, bars: Bars = BARS
+) -> dict[str, Any]:
+    """Every gate for the `variant` backend against `fp32` (both already open), torch's golden
+    records and held-out data, with "passed" and the "failures" that decided it."""
+    manifest, contract = read.manifest, read.contract
     golden = read.golden_arrays()
     run = _Run(golden, fp32, variant, split, bars, {"bars": asdict(bars)})
     if manifest.task == "generate" and contract.state and contract.token_input:
@@ -85,8 +94,8 @@ class _Run:
     and what it writes (its measurements, and a line per missed bar)."""
 
     golden: dict[str, np.ndarray]
-    fp32: OrtBackend
-    variant: OrtBackend
+    fp32: Backend
+    variant: Backend
     split: Split | None
     bars: Bars
     gates: dict[str, Any]
@@ -170,7 +179,7 @@ def _golden_cases(
     return pairs, "torch's golden shape cases (random inputs: pass --calibration for real data)"
 
 
-def _batched(backend: OrtBackend, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+def _batched(backend: Backend, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
     rows = len(next(iter(feeds.values())))
     return np.concatenate(
         [
@@ -241,7 +250,7 @@ def _language_model(run: _Run, layout: Layout) -> None:
 
 
 def _divergence(
-    variant: OrtBackend, prompt: np.ndarray, tokens: np.ndarray, context: dict[str, np.ndarray]
+    variant: Backend, prompt: np.ndarray, tokens: np.ndarray, context: dict[str, np.ndarray]
 ) -> int | None:
     """The first step where the variant's own greedy choice leaves torch's (None: never)."""
     free = trace(variant.stepper(1), prompt, len(tokens), every_state=False, context=context)
@@ -252,7 +261,7 @@ def _divergence(
 
 def _stream_logits(
     layout: Layout,
-    backend: OrtBackend,
+    backend: Backend,
     text: np.ndarray,
     context: dict[str, np.ndarray],
     chunk: int = 256,
@@ -260,7 +269,7 @@ def _stream_logits(
     """Logits (N, V) for one stream of token ids (N,), state carried across chunks. A backend
     with a step graph, or a step-only graph, is stepped token by token: that is what its
     generation runs."""
-    if backend.step_session is not None or layout.contract.step_only:
+    if getattr(backend, "step_session", None) is not None or layout.contract.step_only:
         forced = trace(
             backend.stepper(1), text[None, :1], forced=text[1:], every_state=False, context=context
         )
@@ -302,11 +311,11 @@ def measure_speed(
     variant = OrtBackend(
         variant_graph, contract, threads=1, optimization=optimization, step_graph=variant_step
     )
-    return _speed(contract, fp32, variant, split)
+    return speed(contract, fp32, variant, split)
 
 
-def _speed(
-    contract: IOContract, fp32: OrtBackend, variant: OrtBackend, split: Split | None
+def speed(
+    contract: IOContract, fp32: Backend, variant: Backend, split: Split | None
 ) -> dict[str, Any]:
     """Median latency at batch 1 (language models: the bound greedy step the runtime uses), 1 thread,
     fp32 and variant interleaved in the same process so machine noise hits both alike."""
