@@ -234,6 +234,12 @@ def step_speed(sequence: OrtBackend, step: OrtBackend, seconds: float = 1.5) -> 
     }
 
 
+def clearly_faster(speed: dict[str, Any]) -> bool:
+    """A variant's step graph is a file of its own: kept where it pays, where even the high end of
+    its ratio's 95% interval is below 1 (also a rule on the interval, so it does not flip)."""
+    return float(speed["ci95"][1]) < 1.0
+
+
 def step_graph_pays(speed: dict[str, Any]) -> bool:
     """The rule: the step graph does the sequence graph's work at T = 1 with fewer nodes, so it is
     used unless clearly slower: unless even the low end of its ratio's 95% interval is above

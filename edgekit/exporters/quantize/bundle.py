@@ -171,15 +171,15 @@ def _step_ops(read: Bundle, job: Job) -> dict[str, int]:
 
 
 def _steps_faster(job: Job, contract: IOContract, optimization: str) -> bool:
-    """Whether the variant steps on its one-token graph: unless clearly slower than on its
-    sequence graph (the fp32 rule, step_graph.step_graph_pays)."""
-    from edgekit.exporters.step_graph import step_graph_pays, step_speed
+    """Whether the variant gets a one-token graph of its own: where it steps clearly faster than
+    on its sequence graph (step_graph.clearly_faster; the file costs bytes, so a tie does not)."""
+    from edgekit.exporters.step_graph import clearly_faster, step_speed
 
     sequence = OrtBackend(job.out, contract, threads=1, optimization=optimization)
     stepped = OrtBackend(
         job.out, contract, threads=1, optimization=optimization, step_graph=job.variant_step
     )
-    return step_graph_pays(step_speed(sequence, stepped))
+    return clearly_faster(step_speed(sequence, stepped))
 
 
 def _refuse_if_useless(
