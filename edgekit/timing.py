@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def paired_ratio(
     rounds: int = 15,
     seconds: float = 1.5,
     warmup: int = 20,
-) -> dict[str, float | int | list[float]]:
+) -> dict[str, Any]:
     """How `candidate`'s call time compares with `baseline`'s, robust to load: `rounds` rounds,
     each timing both in alternating order for an equal share of `seconds`; per round the ratio of
     their medians. Returns both medians (us), the median ratio and a 95% confidence interval for it

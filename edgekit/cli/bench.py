@@ -202,3 +202,27 @@ def _write_and_compare(
         typer.echo("\n".join(comparing.lines(rows, allowance)))
     if any(r["regressed"] for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def choose(
+    bundle: Annotated[Path, typer.Argument(help="a bundle directory")],
+    threads: Annotated[
+        int | None, typer.Option(help="intra-op threads (default: the runtime's)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
+) -> None:
+    """Measure again which CPU backend `device="auto"` runs this bundle on, and why."""
+    from edgekit.bundle.directory import Bundle
+    from edgekit.runtimes.choice import cpu_backend
+
+    if threads is not None and threads < 1:
+        fail(f"--threads must be >= 1, got {threads}", 2)
+    manifest = Bundle.read(bundle, verify=True).manifest
+    choice = cpu_backend(bundle, manifest, threads, measure=True)
+    if as_json:
+        print_json(choice)
+        return
+    typer.echo(f"auto on this CPU: {choice['backend']} ({choice['precision']} precision)")
+    typer.echo(f"why: {choice['why']}")

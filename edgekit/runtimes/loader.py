@@ -42,7 +42,8 @@ def load(
     step_graph: bool | None = None,
 ) -> Any:
     """Load a bundle on `device` ("cpu", "cuda", "tensorrt", "openvino" or "auto": the best GPU
-    backend here, else ONNX Runtime on the CPU), at `precision`: "fp32",
+    backend here, else the CPU backend measured faster for this bundle, ONNX Runtime unless
+    OpenVINO is clearly faster: runtimes/choice.py), at `precision`: "fp32",
     "int8", "fp16" or "bf16" (variants made by `edgekit quantize`; bf16 on OpenVINO only), or
     "auto": on a CPU the int8 variant when it measured faster than fp32 (on OpenVINO, first the
     bf16 variant where the CPU has bf16 and it measured faster), on a GPU the fp16 variant when
@@ -62,6 +63,12 @@ def load(
     bundle = Path(bundle)
     name = backend_for_device(device, cuda_graph)
     read = Bundle.read(bundle, verify=True).manifest
+    if device == "auto" and name == "ort-cpu":  # no GPU here: the faster CPU backend, measured
+        from edgekit.runtimes.choice import cpu_backend
+
+        choice = cpu_backend(bundle, read, threads)
+        name = choice["backend"]
+        log.info("device auto -> %s: %s", name, choice["why"])
     if precision == "auto" and name == "openvino":
         from edgekit.runtimes.openvino import auto_precision
 
