@@ -71,8 +71,11 @@ def stateful_step(
     return step  # its closure holds `next_tokens`, a view that keeps the shared `tokens` alive
 
 
-def openvino_peers(path: Path, contract: IOContract, batches: list[int]) -> list[Case]:
-    """The hand-made OpenVINO cases for one bundle graph (see the module doc)."""
+def openvino_peers(
+    path: Path, contract: IOContract, batches: list[int], threads: int | None = None
+) -> list[Case]:
+    """The hand-made OpenVINO cases for one bundle graph (see the module doc), on `threads`
+    threads (None: OpenVINO's default)."""
     import openvino as ov
 
     if contract.state:
@@ -85,7 +88,7 @@ def openvino_peers(path: Path, contract: IOContract, batches: list[int]) -> list
                 f"step bound B={b}",
                 b,
                 b,
-                stateful_step(source, layout, b, precision=p),
+                stateful_step(source, layout, b, threads, precision=p),
             )
             for p in precisions()
             for b in batches
@@ -95,6 +98,8 @@ def openvino_peers(path: Path, contract: IOContract, batches: list[int]) -> list
     for p in precisions():
         for hint in ("LATENCY", "THROUGHPUT"):
             core, config = _core_and_config(hint, p)
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
             for b in batches:
                 request = compiled.create_infer_request()

@@ -19,6 +19,7 @@ Result document:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from collections.abc import Callable, Mapping
@@ -128,7 +129,7 @@ def run_bench(
             cases += floor_cases(floor_graph(bundle, manifest), batches)
             status[FLOOR] = {
                 "status": "ok",
-                "threads": "numpy's BLAS default",
+                "threads": _blas_threads(threads),
                 "model_bytes": registry.get("ort-cpu").model_bytes(bundle, manifest),
             }
         except ImportError as exc:  # onnx reads the weights; a runtime-only install lacks it
@@ -140,7 +141,8 @@ def run_bench(
         )
     advance = progress("benchmarking", len(cases) * max(1, budget.rounds)) if progress else None
     wall: dict[int, int] = {}
-    samples = run_rounds(cases, budget, advance, wall)
+    with _blas_limited(threads):  # the numpy floor on the threads the runtimes get
+        samples = run_rounds(cases, budget, advance, wall)
     if cold_start:
         for name, s in status.items():
             if s["status"] == "ok" and name in registry.names():
@@ -204,6 +206,28 @@ def floor_graph(bundle: Path, manifest: Manifest | Mapping[str, Any]) -> Path:
     one (its token table is a lookup, not a product), else the sequence graph."""
     read = Bundle(Path(bundle), Manifest.of(manifest))
     return read.any_step_graph or read.graph
+
+
+def _blas_limited(threads: int | None) -> Any:
+    """numpy's BLAS held to `threads` for the run (threadpoolctl, where installed), so the floor
+    row of a one-thread bench is a one-thread floor; a no-op otherwise."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _blas_threads(threads: int | None) -> Any:
+    if threads is None:
+        return "numpy's BLAS default"
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return "numpy's BLAS default (threadpoolctl is not installed to hold it to --threads)"
+    return threads
 
 
 def _precisions(manifest: Manifest, precision: str) -> list[str]:
