@@ -64,6 +64,6 @@ def paired_ratio(
         "candidate_us": float(np.median(medians["candidate"])),
         "baseline_us": float(np.median(medians["baseline"])),
         "ratio": float(np.median(ratios)),
-        "ci95": [round(float(low), 4), round(float(high), 4)],
+        "ci95": [float(low), float(high)],
         "rounds": rounds,
     }
