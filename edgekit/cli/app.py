@@ -178,7 +178,7 @@ def load_bundle(bundle: Path, device: str, precision: str = "fp32") -> Any:
 
 DeviceOption = Annotated[str, typer.Option(help="cpu | cuda | tensorrt | openvino | auto")]
 PrecisionOption = Annotated[
-    str, typer.Option(help="fp32 | int8 | fp16 (variants from edgekit quantize) | auto")
+    str, typer.Option(help="fp32 | int8 | fp16 | bf16 (variants from edgekit quantize) | auto")
 ]
 
 

@@ -217,12 +217,19 @@ def variant_line(v: Variant) -> str:
     quality = g.quality or f"output error {float('nan'):.2%}"
     speed = g.speed.ratio if g.speed is not None else float("nan")
     size = notes.bytes_ratio if notes.bytes_ratio is not None else float("nan")
+    gates = f"gates {'PASS' if g.passed else 'missed (forced)'}"
+    if v.runtime:  # the fp32 graph, computed at another precision by one backend (bf16)
+        return (
+            f"variant {v.precision} {v.file} on {v.runtime} only: {speed:.2f}x its f32 latency "
+            f"(batch 1), {quality} vs fp32; {gates}; use with --device {v.runtime} "
+            f"--precision {v.precision}"
+        )
     return (
         f"variant {v.precision} {v.file}"
         + (f" + {v.step_file} (steps)" if v.step_file else "")
         + f": {notes.recipe_mode}"
         + (" per-channel" if notes.recipe_per_channel and v.precision == "int8" else "")
         + f", {size:.2f}x size, {speed:.2f}x latency "
-        + f"(batch 1), {quality} vs fp32; gates {'PASS' if g.passed else 'missed (forced)'}; "
+        + f"(batch 1), {quality} vs fp32; {gates}; "
         + f"use with --precision {v.precision}"
     )
