@@ -50,8 +50,10 @@ def test_generation_matches_onnxruntime(tiny_bundles: dict[str, Path]) -> None:
 
 def test_step_buffers_are_shared_not_copied(tiny_bundles: dict[str, Path]) -> None:
     """Steps ping-pong between two bound buffer sets: each step writes the other set in place."""
+    from edgekit.runtimes.openvino import OpenVinoStepper
+
     ov = edgekit.load(tiny_bundles["charlm"], device="openvino")
-    stepper = ov.backend.stepper(2)
+    stepper = OpenVinoStepper(ov.backend, 2)  # the explicit stepper (without make_stateful)
     stepper.prefill(np.zeros((2, 3), np.int64))
     before = [id(b) for s in stepper.buffers for b in s.values()]
     live = stepper.current
@@ -91,3 +93,32 @@ def test_every_cell_runs_and_a_rejected_sequence_graph_falls_back_to_the_step_gr
     assert ov.generate_batch(prompts, 20, temperature=0) == ort.generate_batch(
         prompts, 20, temperature=0
     )
+
+
+def test_steps_keep_the_state_inside_openvino_and_agree_with_explicit_buffers(
+    tiny_bundles: dict[str, Path],
+) -> None:
+    """The default stepper is the stateful one (what OpenVINO by hand runs); it reads and writes
+    the same state as the explicit two-buffer stepper, step for step."""
+    from edgekit.runtimes.openvino import OpenVinoStepper
+    from edgekit.runtimes.openvino_stateful import StatefulOpenVinoStepper
+
+    backend = edgekit.load(tiny_bundles["charlm"], device="openvino", threads=1).backend
+    stateful, explicit = backend.stepper(2), OpenVinoStepper(backend, 2)
+    assert isinstance(stateful, StatefulOpenVinoStepper)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    for stepper in (stateful, explicit):
+        stepper.prefill(prompt)
+        for token in (7, 8, 9):
+            stepper.next_tokens[:] = token
+            stepper.step()
+    for name, want in explicit.get_state().items():
+        np.testing.assert_allclose(stateful.get_state()[name], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stateful.next_logits, explicit.next_logits, rtol=1e-5, atol=1e-5)
+    saved = stateful.get_state()
+    stateful.reset()
+    assert all(np.abs(v).sum() == 0 for v in stateful.get_state().values())
+    stateful.set_state(saved)
+    stateful.next_tokens[:] = 1
+    explicit.next_tokens[:] = 1
+    np.testing.assert_allclose(stateful.step(), explicit.step(), rtol=1e-5, atol=1e-5)

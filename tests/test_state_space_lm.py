@@ -266,3 +266,17 @@ def test_a_real_triton_steps_the_state_space_lm(mamba, tmp_path: Path) -> None:
     with running_triton(repositories, ["mamba", "batched"], tmp_path / "triton.log") as url:
         for model in ("mamba", "batched"):
             assert stepped_rollout(url, model, "dog", 100) == want
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("openvino") is None,
+    reason="openvino is not installed (pip install 'edgekit-ml[openvino]'; the dev extra has it)",
+)
+def test_openvino_steps_the_step_only_bundle(mamba) -> None:
+    import edgekit
+
+    lm, bundle, _ = mamba
+    want = hf_texts(lm, ["The cat"], 100)[0]
+    g = edgekit.load(bundle, device="openvino", threads=1)
+    assert g.generate("The cat", 100, temperature=0) == want  # the prompt fed by stepping
+    assert g.check().passed

@@ -2,11 +2,13 @@
 
 The same bundle, manifest and I/O contract as ONNX Runtime: OpenVINO reads model.onnx itself. Plain
 calls run on a model compiled with dynamic shapes. Recurrent stepping compiles the one-token graph
-(the bundle's step graph where it has one) once per batch size with static shapes, B and T = 1, and
-keeps the state explicit in two numpy buffer sets shared with two infer requests: request k reads
-set k and writes set 1-k, so steps ping-pong with no copy and no per-step binding. Binding once and
-never calling `set_tensor` per step matters: swapping state tensors each step costs about as much as
-the step itself on a small LSTM. Where OpenVINO cannot read the sequence graph (the scripted `Loop`
+(the bundle's step graph where it has one) once per batch size with static shapes, B and T = 1,
+with the state made variables the infer request keeps (openvino_stateful.py), as OpenVINO runs its
+own recurrent pipelines. Where this build cannot make a graph stateful, the state is explicit in
+two numpy buffer sets shared with two infer requests (OpenVinoStepper): request k reads set k and
+writes set 1-k, so steps ping-pong with no copy and no per-step binding. Binding once and never
+calling `set_tensor` per step matters: swapping state tensors each step costs about as much as the
+step itself on a small LSTM. Where OpenVINO cannot read the sequence graph (the scripted `Loop`
 of hand-written cells), the step graph serves every call, a prompt one token at a time.
 
 Traps handled here: the CPU plugin may pick bf16 inference on CPUs that have it, so f32 precision
@@ -111,6 +113,7 @@ class OpenVinoBackend(Backend):
         self.compiled = self.core.compile_model(model, "CPU", self.config)
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
         self._step_models: dict[int, Any] = {}
+        self._stateful_models: dict[int, Any] = {}
 
     def _read(self, path: Path) -> Any:
         try:
@@ -182,8 +185,36 @@ class OpenVinoBackend(Backend):
             self._step_models[batch] = self.core.compile_model(model, "CPU", self.config)
         return self._step_models[batch]
 
-    def stepper(self, batch: int) -> OpenVinoStepper:
-        return OpenVinoStepper(self, batch)
+    def stateful_model(self, batch: int) -> Any:
+        """The one-token graph, static shapes for `batch` streams, its state made variables the
+        request keeps (openvino_stateful.py), compiled once per batch; None where this OpenVINO
+        build cannot make it stateful."""
+        from edgekit.runtimes.openvino_stateful import make_stateful
+
+        transform = make_stateful()
+        if transform is None:
+            return None
+        if batch not in self._stateful_models:
+            model = self._read(self.step_path)
+            layout = self.layout
+            shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
+            shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
+            model.reshape(shapes)
+            transform(model, dict(layout.pairs))
+            self._stateful_models[batch] = self.core.compile_model(model, "CPU", self.config)
+        return self._stateful_models[batch]
+
+    def stepper(self, batch: int) -> Any:
+        """The state inside OpenVINO (stateful, static shapes), as OpenVINO steps fastest; the
+        explicit two-buffer stepper where this build lacks the transformation."""
+        from edgekit.runtimes.openvino_stateful import StatefulOpenVinoStepper
+
+        if self.layout.context or self.layout.contract.growing:
+            return OpenVinoStepper(self, batch)  # refuses them in one line
+        compiled = self.stateful_model(batch)
+        if compiled is None:
+            return OpenVinoStepper(self, batch)
+        return StatefulOpenVinoStepper(self, batch, compiled)
 
 
 class OpenVinoStepper(StepBuffers):
