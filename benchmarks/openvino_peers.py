@@ -37,6 +37,11 @@ def precisions() -> list[str]:
     return ["f32", "bf16"] if capable else ["f32"]
 
 
+def _precision(precision: str) -> str:
+    """OpenVINO's name for a precision -> the bench rows' name ("f32" -> "fp32")."""
+    return {"f32": "fp32"}.get(precision, precision)
+
+
 def _suffix(precision: str) -> str:
     return "" if precision == "f32" else f" {precision}"
 
@@ -89,6 +94,7 @@ def openvino_peers(
                 b,
                 b,
                 stateful_step(source, layout, b, threads, precision=p),
+                _precision(p),
             )
             for p in precisions()
             for b in batches
@@ -109,5 +115,5 @@ def openvino_peers(
                 # the default arguments keep the shared feeds alive as long as the case
                 call = lambda r=request, f=feeds: (r.infer(), f)  # noqa: E731
                 label = f"openvino-{hint.lower()}{_suffix(p)}"
-                cases.append(Case(label, f"batch {b}", b, b, call))
+                cases.append(Case(label, f"batch {b}", b, b, call, _precision(p)))
     return cases

@@ -27,6 +27,7 @@ class Case:
     batch: int
     items_per_call: int  # images, rows or tokens produced per call
     call: Callable[[], Any]
+    precision: str | None = None  # a peer's own precision (None: the backend's, else fp32)
 
 
 def build_cases(

@@ -151,7 +151,7 @@ def run_bench(
     for i, case in enumerate(cases):
         row = {
             "backend": case.backend,
-            "precision": status.get(case.backend, {}).get("precision", "fp32"),
+            "precision": case.precision or status.get(case.backend, {}).get("precision", "fp32"),
             "quality": status.get(case.backend, {}).get("quality", ""),
             "case": case.name,
             "batch": case.batch,
