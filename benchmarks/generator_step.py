@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.machine import cpu_model
+
 
 def train_checkpoint(out: Path) -> Path:
     from edgekit.training import TrainOptions, train
@@ -148,7 +150,7 @@ def main() -> None:
     g, r, t = rows["generator"], rows["raw-iobinding"], rows["torch-eager"]
     result = {
         "benchmark": "charlm 2x256 LSTM, batch 1, one-token step, CPU",
-        "machine": {"cpu": _cpu_model(), "cores": _cores(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores": _cores(), "python": platform.python_version()},
         "versions": {
             "onnxruntime": __import__("onnxruntime").__version__,
             "torch": torch.__version__,
@@ -207,16 +209,6 @@ def _ways_of_generating(gen, rounds: int, steps: int) -> dict[str, float]:
     finally:
         gc.enable()
     return {name: float(np.median(ns)) / 1e3 / steps for name, ns in calls.items()}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _cores() -> int:

@@ -44,6 +44,7 @@ from edgekit.bundle.directory import Bundle
 from edgekit.bundle.io import IOContract
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
+from edgekit.machine import cpu_model
 from edgekit.parity import error_line
 from edgekit.runtimes import registry
 
@@ -285,14 +286,7 @@ def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, An
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     isa, cores = _isa_flags(), os.cpu_count() or 1
     return {
         "cpu": cpu,

@@ -12,7 +12,6 @@ thread count and the runtimes' versions, with its evidence; `edgekit choose BUND
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
+from edgekit.machine import cpu_model
 from edgekit.runtimes import registry
 from edgekit.timing import paired_ratio
 
@@ -97,18 +97,8 @@ def _key(manifest: Manifest, threads: int | None) -> dict[str, Any]:
     return {
         "graph": manifest.graph,
         "variants": [v.precision for v in manifest.variants],
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "threads": threads,
         "onnxruntime": onnxruntime.__version__,
         "openvino": openvino.__version__,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

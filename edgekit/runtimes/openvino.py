@@ -177,13 +177,18 @@ class OpenVinoBackend(Backend):
     def step_model(self, batch: int) -> Any:
         """The one-token graph compiled with static shapes for `batch` streams (cached)."""
         if batch not in self._step_models:
-            model = self._read(self.step_path)
-            layout = self.layout
-            shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
-            shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
-            model.reshape(shapes)
+            model = self._static_step(batch)
             self._step_models[batch] = self.core.compile_model(model, "CPU", self.config)
         return self._step_models[batch]
+
+    def _static_step(self, batch: int) -> Any:
+        """The one-token graph read afresh, reshaped to static shapes: `batch` streams, T = 1."""
+        model = self._read(self.step_path)
+        layout = self.layout
+        shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
+        shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
+        model.reshape(shapes)
+        return model
 
     def stateful_model(self, batch: int) -> Any:
         """The one-token graph, static shapes for `batch` streams, its state made variables the
@@ -195,12 +200,8 @@ class OpenVinoBackend(Backend):
         if transform is None:
             return None
         if batch not in self._stateful_models:
-            model = self._read(self.step_path)
-            layout = self.layout
-            shapes = {layout.tokens.name: list(layout.token_shape(batch, 1))}
-            shapes |= {s.input: list(s.shape(batch)) for s in layout.state}
-            model.reshape(shapes)
-            transform(model, dict(layout.pairs))
+            model = self._static_step(batch)
+            transform(model, dict(self.layout.pairs))
             self._stateful_models[batch] = self.core.compile_model(model, "CPU", self.config)
         return self._stateful_models[batch]
 
