@@ -90,12 +90,11 @@ def run_bench(
             continue
         for p in precisions if entry.runs_variants else ["fp32"]:  # torch, engines: fp32 only
             label = name if p == "fp32" else f"{name} {p}"
-            variant = manifest.variant(p)
-            only = variant.runtime if variant is not None and variant.runtime else name
-            if only != name:  # a variant one backend computes (bf16: OpenVINO)
+            seen = manifest.at(p, entry.device)
+            only = registry.sole_runtime(seen)
+            if only is not None and only != name:  # a variant one backend computes (bf16)
                 status[label] = {"status": "skipped", "reason": f"{p} runs on {only} only"}
                 continue
-            seen = manifest.at(p, entry.device)
             try:
                 handle = entry.open(bundle, seen, registry.OpenOptions(threads=threads))
                 task = manifest.task

@@ -57,12 +57,12 @@ class GrowingStepper(StepBuffers):
         self.reset()
 
     def _bind_steps(self) -> None:
-        self._step_bindings = [self._binding(k) for k in range(2)]
-        self._step_binders = [self._binders(b) for b in self._step_bindings]
+        self._step_binding = self._binding()
+        self._step_binders = self._binders(self._step_binding)
 
-    def _binding(self, k: int) -> Any:
-        """A binding for one-token steps from buffer k: tokens, logits and context bound here,
-        the state's views at each call."""
+    def _binding(self) -> Any:
+        """The binding of one-token steps: tokens, logits and context bound here once, the state
+        at each call (from whichever buffer is live)."""
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.layout.tokens.name, self.token_value)
         binding.bind_ortvalue_output(self.layout.logits.name, self.logits_value)
@@ -93,13 +93,9 @@ class GrowingStepper(StepBuffers):
         """One session call through `binding` (tokens, logits and context bound) feeding `steps`
         positions; returns the binding (outputs readable)."""
         self._check_context()
-        if self.held + steps > self.room:
-            name, (_, most) = min(self.growing.items(), key=lambda item: item[1][1])
-            raise InputError(
-                f"{name} holds {self.held} positions and this call adds {steps}: more than the "
-                f"{most} it was exported for (max_length); start a new stream, or export with a "
-                "larger max_length"
-            )
+        if self.held + steps > self.room:  # every growing state holds `held` positions
+            for name in self.growing:
+                self.refuse_overflow(name, self.held, steps)
         live, spare, grown = self.current, 1 - self.current, self.held + steps
         bind_input, bind_output = self._binders(binding) if binders is None else binders
         for name_in, name_out in self.layout.pairs:
@@ -128,8 +124,7 @@ class GrowingStepper(StepBuffers):
 
     def step(self) -> np.ndarray:
         """Advance every stream by `next_tokens`; return logits (B, V) (a view)."""
-        k = self.current
-        self._call(1, self._step_bindings[k], self._step_binders[k])
+        self._call(1, self._step_binding, self._step_binders)
         return self.next_logits
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:

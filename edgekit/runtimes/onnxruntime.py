@@ -252,11 +252,6 @@ def _open(
     options: Any,
 ) -> OrtBackend:
     manifest = Manifest.of(manifest)
-    if manifest.precision == "bf16":  # only OpenVINO computes it (ONNX Runtime has no kernels)
-        raise InputError(
-            "the bf16 variant runs on OpenVINO (device='openvino'); ONNX Runtime has no bf16 "
-            "kernels on CPUs"
-        )
     trt_cache = None
     if device == "tensorrt":  # the TensorRT EP keeps its engines between sessions
         trt_cache = options.trt_cache_dir or cache_dir(bundle) / "trt"

@@ -211,7 +211,7 @@ class OpenVinoBackend(Backend):
         from edgekit.runtimes.openvino_stateful import StatefulOpenVinoStepper
 
         if self.layout.context or self.layout.contract.growing:
-            return OpenVinoStepper(self, batch)  # refuses them in one line
+            return OpenVinoStepper(self, batch)  # which refuses them in one line
         compiled = self.stateful_model(batch)
         if compiled is None:
             return OpenVinoStepper(self, batch)

@@ -106,4 +106,17 @@ def open_backend(
     reason = entry.unavailable(bundle, manifest)
     if reason is not None:
         raise InputError(f"backend {name} cannot run here: {reason}")
+    only = sole_runtime(manifest)
+    if only is not None and only != name:
+        raise InputError(
+            f"the {manifest.precision} variant runs on {get(only).summary} only: load it with "
+            f"device={only!r}"
+        )
     return entry.open(bundle, manifest, options or OpenOptions())
+
+
+def sole_runtime(manifest: Manifest) -> str | None:
+    """The one backend that computes the view's variant, where only one can (a bf16 variant:
+    openvino); None for fp32 and for variants any backend runs."""
+    variant = manifest.variant(manifest.precision) if manifest.precision != "fp32" else None
+    return variant.runtime if variant is not None else None

@@ -127,6 +127,17 @@ class StepBuffers:
         """The context of every stream (e.g. encoder outputs, (B, S, H)), read by each call."""
         self.context = self.layout.context_feeds(values, self.batch)
 
+    def refuse_overflow(self, name: str, held: int, steps: int) -> None:
+        """Refuse a call that would grow growing state `name`, holding `held` positions, by
+        `steps` past its max_length: one line naming it."""
+        most = self.growing[name][1]
+        if held + steps > most:
+            raise InputError(
+                f"{name} holds {held} positions and this call adds {steps}: more than the "
+                f"{most} it was exported for (max_length); start a new stream, or export "
+                "with a larger max_length"
+            )
+
     def _check_context(self) -> None:
         if self.layout.context and not self.context:
             self.layout.context_feeds({}, self.batch)  # raises, naming what to give
@@ -153,14 +164,8 @@ class HostStepper(StepBuffers):
 
     def check_room(self, steps: int) -> None:
         """Refuse a call that would grow a state past its max_length."""
-        for name, (axis, most) in self.growing.items():
-            held = self.state[name].shape[axis]
-            if held + steps > most:
-                raise InputError(
-                    f"{name} holds {held} positions and this call adds {steps}: more than the "
-                    f"{most} it was exported for (max_length); start a new stream, or export "
-                    "with a larger max_length"
-                )
+        for name, (axis, _) in self.growing.items():
+            self.refuse_overflow(name, self.state[name].shape[axis], steps)
 
     def step(self) -> np.ndarray:
         return self._call(self.tokens)
