@@ -12,6 +12,7 @@ Loopback only; the server is started once for the module and stopped after it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -205,9 +206,14 @@ def test_a_greedy_rollout_through_tritons_sequence_state_equals_the_local_one(
 )
 def test_triton_batches_concurrent_sequences_of_the_batched_repository(triton: str):
     """16 concurrent sequences under perf_analyzer: Triton's own counters show calls shared
-    on the batched repository, and one call per request on the one-stream one."""
+    on the batched repository, and one call per request on the one-stream one.
+
+    The counters are read from Triton's statistics endpoint once the load has ended: the
+    figures perf_analyzer prints are differences of snapshots taken with requests in flight,
+    so its inference and execution counts can disagree by a request in either repository."""
     counts = {}
     for name, shape in (("zoo-charlm", "tokens:1"), ("zoo-charlm-one", "tokens:1,1")):
+        before = _settled_counts(triton, name)
         command = [os.environ["EDGEKIT_PERF_ANALYZER"], "-m", name, "-u", triton, "-i", "http",
                    "--concurrency-range", "16:16", "--measurement-interval", "500",
                    "--max-trials", "6", "--stability-percentage", "1000", "--shape", shape,
@@ -215,9 +221,23 @@ def test_triton_batches_concurrent_sequences_of_the_batched_repository(triton: s
                    "--sequence-id-range", "1:64"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        lines = done.stdout.splitlines()
-        inferences = [int(x.split(":")[1]) for x in lines if "Inference count:" in x]
-        executions = [int(x.split(":")[1]) for x in lines if "Execution count:" in x]
-        counts[name] = (inferences[-1], executions[-1])
+        after = _settled_counts(triton, name)
+        counts[name] = (after[0] - before[0], after[1] - before[1])
+        assert counts[name][0] > 0, (name, counts)
     assert counts["zoo-charlm"][1] < counts["zoo-charlm"][0], counts
     assert counts["zoo-charlm-one"][1] == counts["zoo-charlm-one"][0], counts
+
+
+def _settled_counts(url: str, name: str) -> tuple[int, int]:
+    """(inference count, execution count) from Triton's statistics, read until two reads agree
+    (the server books a request just after answering it); at most 50 reads, 0.1 s apart."""
+    last = None
+    for _ in range(50):
+        with urllib.request.urlopen(f"http://{url}/v2/models/{name}/stats", timeout=5) as r:
+            stats = json.load(r)["model_stats"][0]
+        now = (int(stats["inference_count"]), int(stats["execution_count"]))
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.1)
+    raise AssertionError(f"Triton's counters for {name} kept moving after the load ended: {last}")
