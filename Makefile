@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNS ?= runs
 DEMO ?= full  # `make demo DEMO=tiny`: the same steps on tiny models, in seconds
 
-.PHONY: setup demo test lint typecheck fmt clean
+.PHONY: setup demo test lint typecheck fmt clean executorch
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# optional: ExecuTorch for the benchmark peer (benchmarks/executorch_peer.py); not part of setup
+executorch: setup
+	$(BIN)/python -m pip install -q -e '.[executorch]'
 
 demo: setup
 	DEMO=$(DEMO) bash scripts/demo.sh $(RUNS)

@@ -7,7 +7,8 @@ and times the step graph and records whether it is used), then greedy one-token 
 are timed interleaved in one process, one thread each: ONNX Runtime on the sequence graph (bound
 stepper), ONNX Runtime on the step graph (bound stepper), torch eager and, where openvino is
 installed, edgekit's OpenVINO backend and OpenVINO used by hand (stateful, static shapes; see
-benchmarks/openvino_peers.py). Checkpoints come from
+benchmarks/openvino_peers.py), and where executorch is installed, ExecuTorch with XNNPACK on the
+same fused step (benchmarks/executorch_peer.py). Checkpoints come from
 --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly (latency depends on shapes, not on how
 well a model is trained). Writes the "step-graph" section of benchmarks/RESULTS.md.
 """
@@ -21,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks.quantize import checkpoint
 from benchmarks.sections import replace_section
+from benchmarks.why import ort_profile, split
 from edgekit.bench.core import floor_graph
 from edgekit.bench.floors import floor_cases
 from edgekit.bench.runner import interleaved_medians
@@ -66,12 +67,12 @@ def main() -> None:
         if step is not None:
             backend = OrtBackend(bundle / "model.onnx", contract, threads=1, step_graph=step)
             calls["step graph"] = backend.greedy_step(1)
-        notes = add_openvino(calls, bundle, contract, step)
+        notes = add_openvino(calls, bundle, contract, step) | add_executorch(calls, ckpt)
         # the floor: numpy GEMVs over every multiplied weight of the step, on one thread like the rest
         calls["floor"] = floor_cases(floor_graph(bundle, manifest), [1])[0].call
         with threadpool_limits(1):
             us = interleaved_medians(calls, args.seconds)
-        profile = profile_step(step or bundle / "model.onnx")
+        profile = ort_profile(step or bundle / "model.onnx", batch=1, threads=1)
         rows.append({"cell": cell, "export": record, "us": us, "notes": notes, "profile": profile})
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="minutes"),
@@ -83,40 +84,6 @@ def main() -> None:
     section = render(result)
     replace_section(ROOT / "benchmarks" / "RESULTS.md", "step-graph", section)
     print(section)
-
-
-PRODUCTS = ("MatMul", "Gemm", "FusedGemm", "FusedMatMul")
-
-
-def profile_step(graph: Path, calls: int = 2000) -> dict[str, Any]:
-    """ONNX Runtime's own profile of the one-token graph at batch 1, one thread: the node count and
-    the share of kernel time spent in the weight products (the rest: gate math, Split/Concat/
-    Squeeze glue). The profiler adds a fixed cost per node, so shares are indicative."""
-    import onnxruntime as ort
-
-    from edgekit.iospec import IOContract
-    from edgekit.manifest import read_manifest
-
-    contract = IOContract.from_manifest(read_manifest(graph.parent, verify=False))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "step")
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    feeds = contract.feeds({"batch": 1, "time": 1}, np.random.default_rng(0))
-    for _ in range(calls):
-        session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    durations: dict[str, list[float]] = {}
-    ops: dict[str, str] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            durations.setdefault(e["name"], []).append(e["dur"])
-            ops[e["name"]] = e["args"]["op_name"]
-    medians = {name: float(np.median(d)) for name, d in durations.items()}
-    products = sum(us for name, us in medians.items() if ops[name] in PRODUCTS)
-    total = sum(medians.values()) or 1.0
-    return {"nodes": len(medians), "products_share": products / total}
 
 
 TORCH_TARGET = {"lstm": 8.0, "gru": 6.0}  # the rest: 5x
@@ -145,6 +112,21 @@ def add_openvino(calls: dict[str, Any], bundle: Path, contract: Any, step: Path 
     except Exception as exc:
         notes["openvino by hand"] = error_line(exc)[:160]
     return notes
+
+
+def add_executorch(calls: dict[str, Any], ckpt: Path) -> dict:
+    """ExecuTorch (XNNPACK) on the fused step, where it is installed (`make executorch`)."""
+    from benchmarks.executorch_peer import available, greedy_step
+
+    if reason := available():
+        return {"executorch by hand": reason}
+    from edgekit.parity import error_line
+
+    try:
+        calls["executorch by hand"] = greedy_step(ckpt, 1, threads=1)
+    except Exception as exc:  # a cell ExecuTorch cannot lower is noted, not fatal
+        return {"executorch by hand": error_line(exc)[:160]}
+    return {}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -180,24 +162,32 @@ def render(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "OpenVINO per cell (same run): edgekit's OpenVINO backend against OpenVINO by hand "
+        "Peers per cell (same run): edgekit's OpenVINO backend against OpenVINO by hand "
         "(stateful, static shapes), and edgekit's default backend (ONNX Runtime) against "
-        "OpenVINO's best.",
+        "OpenVINO's best and against ExecuTorch by hand (XNNPACK on the same fused step, lowered "
+        "from the checkpoint; where it is installed).",
         "",
-        "| cell | OpenVINO backend / by hand | met | ONNX Runtime / OpenVINO's best | met |",
-        "|---|---|---|---|---|",
+        "| cell | OpenVINO backend / by hand | met | ONNX Runtime / OpenVINO's best | met | "
+        "ONNX Runtime / ExecuTorch by hand | met |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         us = row["us"]
         runtime = us["step graph"] if row["export"]["used"] else us["sequence"]
         ours, peer = us.get("openvino"), us.get("openvino by hand")
+        et = us.get("executorch by hand")
+        versus_et = (
+            f"{runtime / et:.2f} | {'yes' if runtime <= et else 'no'}"
+            if et
+            else f"- ({row['notes'].get('executorch by hand', 'not run')}) | -"
+        )
         if ours is None or peer is None:
-            lines.append(f"| {row['cell']} | - ({row['notes']}) | - | - | - |")
+            lines.append(f"| {row['cell']} | - ({row['notes']}) | - | - | - | {versus_et} |")
             continue
         best = min(ours, peer)
         lines.append(
             f"| {row['cell']} | {ours / peer:.2f} | {'yes' if ours <= peer else 'no'} | "
-            f"{runtime / best:.2f} | {'yes' if runtime <= best else 'no'} |"
+            f"{runtime / best:.2f} | {'yes' if runtime <= best else 'no'} | {versus_et} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -212,8 +202,9 @@ def why(row: dict[str, Any], runtime: float) -> str:
     us, profile = row["us"], row["profile"]
     want = TORCH_TARGET.get(row["cell"], 5.0)
     need = us["torch"] / want
+    products, _ = split(profile)
     text = (
-        f"{profile['nodes']} nodes, products {profile['products_share']:.0%} of kernel time; "
+        f"{profile['nodes']} nodes, products {products / profile['wall_us']:.0%} of kernel time; "
         f"torch eager is {us['torch'] / us['floor']:.1f}x the floor"
     )
     if runtime > need:

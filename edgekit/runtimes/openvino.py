@@ -166,11 +166,17 @@ class OpenVinoBackend(Backend):
         frozen = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
         for name, value in frozen.items():
             request.set_tensor(name, ov().Tensor(value, shared_memory=True))
-        first = self.contract.outputs[0].name
+        # the outputs bound too, to arrays of the shapes a first call gives: each call then
+        # writes into memory held here, with no tensor looked up or wrapped per call
+        request.infer()
+        outputs = {t.name: request.get_tensor(t.name).data.copy() for t in self.contract.outputs}
+        for name, value in outputs.items():
+            request.set_tensor(name, ov().Tensor(value, shared_memory=True))
+        first = outputs[self.contract.outputs[0].name]
 
         def run() -> Any:
             request.infer()
-            return request.get_tensor(first).data, frozen  # frozen: the shared inputs stay alive
+            return first, frozen, outputs  # the shared inputs and outputs stay alive with it
 
         return run
 
