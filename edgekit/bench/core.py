@@ -273,7 +273,10 @@ def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, An
     out: dict[str, Any] = {}
     if any(b.startswith("ort") for b in backends):
         out["onnxruntime_intra_op"] = (
-            threads or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus)"
+            threads
+            or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus), and steps on "
+            "the threads the bundle records for its step graph (one where export or quantize "
+            "measured one clearly faster; `edgekit info` says)"
         )
     if "openvino" in backends:
         out["openvino"] = threads or "OpenVINO default (LATENCY hint)"

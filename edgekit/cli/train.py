@@ -150,6 +150,7 @@ def info(
                 f"  step graph {step.file or '(none)'}: "
                 + ("used for one-token steps" if step.used else "not used")
                 + f" ({step.why})"
+                + threads_note(step.threads, step.details.get("threads_speed"))
             )
         for v in manifest.variants:
             typer.echo("  " + variant_line(v))
@@ -226,10 +227,29 @@ def variant_line(v: Variant) -> str:
         )
     return (
         f"variant {v.precision} {v.file}"
-        + (f" + {v.step_file} (steps)" if v.step_file else "")
+        + (
+            f" + {v.step_file} (steps{threads_note(*_step_threads(v), lead=', on ')})"
+            if v.step_file
+            else ""
+        )
         + f": {notes.recipe_mode}"
         + (" per-channel" if notes.recipe_per_channel and v.precision == "int8" else "")
         + f", {size:.2f}x size, {speed:.2f}x latency "
         + f"(batch 1), {quality} vs fp32; {gates}; "
         + f"use with --precision {v.precision}"
     )
+
+
+def threads_note(threads: object, speed: object, lead: str = "; steps on ") -> str:
+    """How many threads steps run on by default, and the measurement that chose it."""
+    if not isinstance(speed, dict):
+        return ""
+    chosen = "one thread" if threads == 1 else "the runtime's default threads"
+    return (
+        f"{lead}{chosen} unless told a count: one thread measured {speed['ratio']:.2f}x "
+        "the default's step time"
+    )
+
+
+def _step_threads(v: Variant) -> tuple[object, object]:
+    return v.details.get("step_threads"), v.details.get("step_threads_speed")

@@ -156,6 +156,7 @@ class OrtBackend(Backend):
         trt_fp16: bool = False,
         optimization: str = "all",
         step_graph: Path | None = None,
+        step_threads: int | None = None,
     ) -> None:
         super().__init__(contract)
         self.device = resolve_device(device)  # "cpu" | "cuda" | "tensorrt"
@@ -170,6 +171,9 @@ class OrtBackend(Backend):
         # runs steps on it and prefill on the sequence graph; both read and write the same state.
         self.step_session: Any = None
         if step_graph is not None:
+            # steps on the threads export chose for them (StepGraph.threads) unless told a count
+            if threads is None and step_threads is not None:
+                options = session_options(step_threads, optimized_model, optimization)
             self.step_session = self._open_session(step_graph, options, providers)
             check_interface(self.step_session, contract, step_graph)
         self.name = f"ort-{self.device}"
@@ -266,6 +270,7 @@ def _open(
         trt_cache,
         optimization=manifest.optimization,
         step_graph=_step_graph(Bundle(Path(bundle), manifest), options.step_graph),
+        step_threads=manifest.step_graph.threads if manifest.step_graph else None,
     )
 
 
