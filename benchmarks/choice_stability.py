@@ -5,10 +5,11 @@
 For each recurrent zoo cell at its default size (2 x 256), the same checkpoint is exported
 `--exports` times into fresh folders and each export's step-graph record is read: whether the
 runtime steps on the one-token graph, the measured ratio to the sequence graph and its 95%
-interval (exporters/step_graph.py). The choice is a rule on that interval, so it should read the
-same every time even when the timings move with the machine's load. Checkpoints come from --ckpt
-(charlm-lstm, charlm-gru, ...) or are trained briefly. Writes the "choice-stability" section of
-benchmarks/RESULTS.md and benchmarks/results/choice_stability.json.
+interval, and the threads its steps run on (exporters/step_graph.py); and the CPU backend
+`device="auto"` picks for it is measured afresh (runtimes/choice.py). Each choice is a rule on
+an interval, so it should read the same every time even when the timings move with the machine's
+load. Checkpoints come from --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly. Writes
+the "choice-stability" section of benchmarks/RESULTS.md and benchmarks/results/choice_stability.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path, default=None)
     ap.add_argument("--exports", type=int, default=3)
     args = ap.parse_args()
+    from edgekit.bundle.manifest import Manifest
     from edgekit.exporters import bundle_from_checkpoint
+    from edgekit.runtimes.choice import cpu_backend
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-choice-"))
     cells: dict[str, list[dict[str, Any]]] = {}
@@ -45,9 +48,16 @@ def main() -> None:
         cells[name] = []
         for k in range(args.exports):
             print(f"== {name}: export {k + 1} of {args.exports}", flush=True)
-            _, manifest = bundle_from_checkpoint(ckpt, work / f"{name}-{k}", steps=20)
+            bundle, manifest = bundle_from_checkpoint(ckpt, work / f"{name}-{k}", steps=20)
             record = manifest["step_graph"]
-            cells[name].append({"used": record["used"], **record.get("speed", {})})
+            threads = record.get("threads_speed", {})
+            auto = cpu_backend(bundle, Manifest.of(manifest), None, measure=True)
+            cells[name].append({
+                "used": record["used"], **record.get("speed", {}),
+                "threads": record.get("threads"), "threads_ratio": threads.get("ratio"),
+                "threads_ci95": threads.get("ci95"), "backend": auto["backend"],
+                "backend_why": auto["why"],
+            })  # fmt: skip
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="minutes"), "cells": cells}
     out = ROOT / "benchmarks" / "results" / "choice_stability.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -64,19 +74,30 @@ def render(result: dict[str, Any]) -> str:
         "each cell's checkpoint exported into fresh folders; per export, whether steps run on the "
         "one-token step graph, and its step time over the sequence graph's (median of 15 "
         "interleaved rounds, with the 95% interval the rule reads: used unless its low end is "
-        "above 1.05).",
+        "above 1.05); the threads its steps run on (one where one thread's interval lies below "
+        "the default's); and the CPU backend that device auto measures for the bundle "
+        "(runtimes/choice.py: OpenVINO only where even its interval's high end is below ONNX "
+        "Runtime's).",
         "",
-        "| cell | export | steps on the step graph | step / sequence | 95% interval |",
-        "|---|---|---|---|---|",
+        "| cell | export | steps on the step graph | step / sequence | 95% interval | step "
+        "threads | one thread / default | 95% interval | `auto` CPU backend |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, exports in result["cells"].items():
         for k, e in enumerate(exports, 1):
             low, high = e.get("ci95", [float("nan")] * 2)
+            t_low, t_high = e.get("threads_ci95") or [float("nan")] * 2
+            ratio = e.get("threads_ratio") or float("nan")
             lines.append(
                 f"| {name} | {k} | {'yes' if e['used'] else 'no'} | {e['ratio']:.3f} | "
-                f"{low:.3f}-{high:.3f} |"
+                f"{low:.3f}-{high:.3f} | {e.get('threads') or 'default'} | {ratio:.3f} | "
+                f"{t_low:.3f}-{t_high:.3f} | {e.get('backend', '-')} |"
             )
-    same = all(len({e["used"] for e in exports}) == 1 for exports in result["cells"].values())
+    keys = ("used", "threads", "backend")
+    same = all(
+        len({tuple(e.get(k) for k in keys) for e in exports}) == 1
+        for exports in result["cells"].values()
+    )
     lines += ["", f"Same choice in every export of each cell: {'yes' if same else 'no'}."]
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import why
+from edgekit.bundle import Bundle
 
 Profiles = dict[str, dict[str, Any]]
 STEP_PEERS = (
@@ -34,6 +35,11 @@ def _row(doc: dict[str, Any], backend: str, case: str) -> dict[str, Any] | None:
 def _best(doc: dict[str, Any], backends: tuple[str, ...], case: str) -> dict[str, Any] | None:
     rows = [r for b in backends if (r := _row(doc, b, case)) is not None]
     return min(rows, key=lambda r: r["p50_us"]) if rows else None
+
+
+def _at(profiles: dict[str, Any], key: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The profile `key`, read against `row` (why.scaled), or None where it was not taken."""
+    return why.scaled(profiles[key], row["p50_us"]) if key in profiles else None
 
 
 def _floor(doc: dict[str, Any], case: str) -> float | None:
@@ -78,19 +84,20 @@ def targets(docs: dict[str, Any], gen: dict[str, Any], profiles: Profiles) -> li
                 "LSTM charlm fp32 step, B=1 (ORT default threads): <= 1.10x the weight-GEMV floor",
                 f"{r['vs_floor']:.2f}x ({r['p50_us']:.1f} us)",
                 r["vs_floor"] <= 1.10,
-                why.over_floor(prof["fp32"], floor) if "fp32" in prof else "",
+                why.over_floor(at, floor) if (at := _at(prof, "fp32", r)) else "",
             ),
             line(
                 "LSTM charlm fp32 step, B=1: >= 8x torch eager",
                 f"{r['speedup_vs_torch']:.2f}x",
                 r["speedup_vs_torch"] >= 8,
-                why.torch_short(torch_us, 8, floor, prof.get("fp32")),
+                why.torch_short(torch_us, 8, floor, _at(prof, "fp32", r)),
             ),
         ]
     if lstm and (r := _row(lstm, "ort-cpu", "step bound B=64")) and r.get("vs_floor"):
         peak = f", {r['of_peak']:.0%} of FMA peak" if r.get("of_peak") else ""
         floor = _floor(lstm, "step bound B=64") or r["p50_us"] / r["vs_floor"]
-        reason = why.streams_short(prof["fp32 B=64"], floor) if "fp32 B=64" in prof else ""
+        at = _at(prof, "fp32 B=64", r)
+        reason = why.streams_short(at, floor) if at else ""
         lines.append(
             line(
                 "LSTM charlm, 64 batched streams: >= 1.0x numpy's GEMM floor (time <= floor)",
@@ -108,7 +115,7 @@ def targets(docs: dict[str, Any], gen: dict[str, Any], profiles: Profiles) -> li
                 "GRU charlm step, B=1: >= 6x torch eager",
                 f"{r['speedup_vs_torch']:.2f}x ({r['p50_us']:.1f} us)",
                 r["speedup_vs_torch"] >= 6,
-                why.torch_short(torch_us, 6, floor, profiles.get("charlm-gru", {}).get("fp32")),
+                why.torch_short(torch_us, 6, floor, _at(profiles.get("charlm-gru", {}), "fp32", r)),
             )
         )
     lines += peer_targets(docs, profiles)
@@ -192,7 +199,7 @@ def peer_targets(docs: dict[str, Any], profiles: Profiles) -> list[str]:
                     f"{cell} step, B=1: <= 1.25x the step graph's GEMV floor",
                     f"{ours['vs_floor']:.2f}x ({ours['p50_us']:.1f} vs {floor:.1f} us)",
                     ours["vs_floor"] <= 1.25,
-                    why.over_floor(prof["fp32"], floor) if "fp32" in prof else "",
+                    why.over_floor(at, floor) if (at := _at(prof, "fp32", ours)) else "",
                 )
             )
         if cell == "GRU" and ours.get("speedup_vs_torch") and floor:
@@ -202,13 +209,15 @@ def peer_targets(docs: dict[str, Any], profiles: Profiles) -> list[str]:
                     "GRU step, B=1: >= 4x torch eager",
                     f"{ours['speedup_vs_torch']:.2f}x",
                     ours["speedup_vs_torch"] >= 4,
-                    why.torch_short(torch_us, 4, floor, prof.get("fp32")),
+                    why.torch_short(torch_us, 4, floor, _at(prof, "fp32", ours)),
                 )
             )
         if int8 := _row(doc, "ort-cpu int8", "step bound B=1"):
             ratio = int8["p50_us"] / ours["p50_us"]
             reason = (
-                why.int8_short(prof["int8"], prof["fp32"]) if {"int8", "fp32"} <= set(prof) else ""
+                why.int8_short(a, b)
+                if (a := _at(prof, "int8", int8)) and (b := _at(prof, "fp32", ours))
+                else ""
             )
             lines.append(
                 line(
@@ -271,12 +280,15 @@ def step_profiles(docs: dict[str, Any], threads: int | None) -> Profiles:
         if name not in docs:
             continue
         bundle = Path(docs[name]["bundle"])
-        graphs = {"fp32": bundle / "model.step.onnx", "int8": bundle / "model.step.int8.onnx"}
-        out[name] = {
-            key: why.ort_profile(graph, 1, threads)
-            for key, graph in graphs.items()
-            if graph.exists()
-        }
-        if name == "charlm-lstm" and graphs["fp32"].exists():
-            out[name]["fp32 B=64"] = why.ort_profile(graphs["fp32"], 64, threads, calls=400)
+        manifest = Bundle.read(bundle).manifest
+        out[name] = {}
+        for precision in ("fp32", "int8"):
+            step = manifest.at(precision).step_graph if precision in manifest.precisions else None
+            if step is None or not step.file:
+                continue
+            # the threads the runtime steps on: the table's count, or else the bundle's record
+            used = threads if threads is not None else step.threads
+            out[name][precision] = why.ort_profile(bundle / step.file, 1, used)
+            if name == "charlm-lstm" and precision == "fp32":  # 64 streams: as bench runs them
+                out[name]["fp32 B=64"] = why.ort_profile(bundle / step.file, 64, used, calls=400)
     return out

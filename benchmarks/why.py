@@ -4,7 +4,7 @@ and the reasons RESULTS.md gives from it and from the rows of the same run.
 A profile times the graph twice at the same batch and thread count: unprofiled calls for the wall
 time, then profiled calls for each node's kernel time. The profiler adds a fixed cost to every
 node, so its kernel times sum to more than the wall time; shares of the kernel time are what the
-reasons use, applied to the unprofiled wall time.
+reasons use, applied to the bench row's median (`scaled`).
 """
 
 from __future__ import annotations
@@ -81,6 +81,12 @@ def ort_profile(graph: Path, batch: int = 1, threads: int | None = 1, calls: int
     }
 
 
+def scaled(profile: dict, row_us: float) -> dict:
+    """The profile read against a bench row: its kernel-time shares applied to the row's median
+    (the bound stepper's time, which the profile's plain session.run does not reproduce)."""
+    return {**profile, "wall_us": row_us}
+
+
 def split(profile: dict) -> tuple[float, float]:
     """(products, everything else) in us of wall time, by their shares of kernel time."""
     kernel = sum(profile["by_op"].values()) or 1.0
@@ -99,7 +105,7 @@ def _nodes(profile: dict) -> str:
     products, rest = split(profile)
     others = profile["nodes"] - profile["product_nodes"]
     return (
-        f"ORT's profile ({profile['wall_us']:.0f} us unprofiled): {profile['product_nodes']} "
+        f"ORT's profile, by share of kernel time: {profile['product_nodes']} "
         f"products {products:.0f} us; the other {others} nodes {rest:.0f} us, "
         f"{rest / max(others, 1):.1f} us each ({_top(profile)})"
     )
@@ -131,8 +137,8 @@ def int8_short(int8: dict, fp32: dict, want: float = 0.5) -> str:
     p32, _ = split(fp32)
     need = want * fp32["wall_us"]
     text = (
-        f"int8: {_nodes(int8)}; fp32 products {p32:.0f} us: int8 cut the products "
-        f"{p32 / max(p8, 1e-9):.1f}x, but {want:g}x fp32 needs {need:.0f} us"
+        f"int8: {_nodes(int8)}; int8's products take {p8 / max(p32, 1e-9):.2f}x fp32's "
+        f"({p32:.0f} us), but {want:g}x fp32 needs {need:.0f} us"
     )
     if rest8 > need:
         text += f" and int8's non-product nodes alone take {rest8:.0f} us"
