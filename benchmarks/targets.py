@@ -42,6 +42,19 @@ def _at(profiles: dict[str, Any], key: str, row: dict[str, Any]) -> dict[str, An
     return why.scaled(profiles[key], row["p50_us"]) if key in profiles else None
 
 
+def versus_torch(
+    label: str, row: dict[str, Any], want: float, floor: float, profiles: dict[str, Any]
+) -> str:
+    """`label`, B=1: at least `want` times faster than torch eager (its fp32 step profile)."""
+    torch_us = row["p50_us"] * row["speedup_vs_torch"]
+    return line(
+        f"{label}, B=1: >= {want:g}x torch eager",
+        f"{row['speedup_vs_torch']:.2f}x ({row['p50_us']:.1f} us)",
+        row["speedup_vs_torch"] >= want,
+        why.torch_short(torch_us, want, floor, _at(profiles, "fp32", row)),
+    )
+
+
 def _floor(doc: dict[str, Any], case: str) -> float | None:
     row = _row(doc, "numpy-floor", case)
     return row["p50_us"] if row else None
@@ -78,7 +91,6 @@ def targets(docs: dict[str, Any], gen: dict[str, Any], profiles: Profiles) -> li
     prof = profiles.get("charlm-lstm", {})
     if lstm and (r := _row(lstm, "ort-cpu", "step bound B=1")) and r["speedup_vs_torch"]:
         floor = _floor(lstm, "step bound B=1") or r["p50_us"] / r["vs_floor"]
-        torch_us = r["p50_us"] * r["speedup_vs_torch"]
         lines += [
             line(
                 "LSTM charlm fp32 step, B=1 (ORT default threads): <= 1.10x the weight-GEMV floor",
@@ -86,12 +98,7 @@ def targets(docs: dict[str, Any], gen: dict[str, Any], profiles: Profiles) -> li
                 r["vs_floor"] <= 1.10,
                 why.over_floor(at, floor) if (at := _at(prof, "fp32", r)) else "",
             ),
-            line(
-                "LSTM charlm fp32 step, B=1: >= 8x torch eager",
-                f"{r['speedup_vs_torch']:.2f}x",
-                r["speedup_vs_torch"] >= 8,
-                why.torch_short(torch_us, 8, floor, _at(prof, "fp32", r)),
-            ),
+            versus_torch("LSTM charlm fp32 step", r, 8, floor, prof),
         ]
     if lstm and (r := _row(lstm, "ort-cpu", "step bound B=64")) and r.get("vs_floor"):
         peak = f", {r['of_peak']:.0%} of FMA peak" if r.get("of_peak") else ""
@@ -109,15 +116,7 @@ def targets(docs: dict[str, Any], gen: dict[str, Any], profiles: Profiles) -> li
     gru = docs.get("charlm-gru")
     if gru and (r := _row(gru, "ort-cpu", "step bound B=1")) and r["speedup_vs_torch"]:
         floor = _floor(gru, "step bound B=1") or r["p50_us"] / r["vs_floor"]
-        torch_us = r["p50_us"] * r["speedup_vs_torch"]
-        lines.append(
-            line(
-                "GRU charlm step, B=1: >= 6x torch eager",
-                f"{r['speedup_vs_torch']:.2f}x ({r['p50_us']:.1f} us)",
-                r["speedup_vs_torch"] >= 6,
-                why.torch_short(torch_us, 6, floor, _at(profiles.get("charlm-gru", {}), "fp32", r)),
-            )
-        )
+        lines.append(versus_torch("GRU charlm step", r, 6, floor, profiles.get("charlm-gru", {})))
     lines += peer_targets(docs, profiles)
     ratio = gen["generate_batch_1_vs_session_step"]
     lines.append(
@@ -203,15 +202,7 @@ def peer_targets(docs: dict[str, Any], profiles: Profiles) -> list[str]:
                 )
             )
         if cell == "GRU" and ours.get("speedup_vs_torch") and floor:
-            torch_us = ours["p50_us"] * ours["speedup_vs_torch"]
-            lines.append(
-                line(
-                    "GRU step, B=1: >= 4x torch eager",
-                    f"{ours['speedup_vs_torch']:.2f}x",
-                    ours["speedup_vs_torch"] >= 4,
-                    why.torch_short(torch_us, 4, floor, _at(prof, "fp32", ours)),
-                )
-            )
+            lines.append(versus_torch("GRU step", ours, 4, floor, prof))
         if int8 := _row(doc, "ort-cpu int8", "step bound B=1"):
             ratio = int8["p50_us"] / ours["p50_us"]
             reason = (

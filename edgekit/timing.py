@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,11 @@ def interleaved_medians(
         for _ in range(warmup):
             call()
     end = time.perf_counter() + seconds
+    names, shuffle = list(calls), random.Random(0)
     while time.perf_counter() < end:
-        for name, call in calls.items():
+        shuffle.shuffle(names)  # a new order each turn: no call always follows the same one
+        for name in names:
+            call = calls[name]
             for _ in range(block):
                 start = time.perf_counter_ns()
                 call()

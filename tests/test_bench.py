@@ -39,6 +39,21 @@ def test_summary_statistics() -> None:
     assert walled["throughput_per_s"] == pytest.approx(20 / 40e-6)  # wall time, not the median
 
 
+def test_rounds_take_a_new_order_and_every_case_its_share() -> None:
+    """No case always runs after the same one (its threads or caches would tilt that row)."""
+    from edgekit.bench.cases import Case
+    from edgekit.bench.runner import run_rounds
+
+    calls: list[str] = []
+    cases = [Case(n, "batch 1", 1, 1, lambda n=n: calls.append(n)) for n in "abcd"]
+    budget = Budget(warmup=1, iters=6, rounds=6)
+    samples = run_rounds(cases, budget)
+    assert [len(samples[i]) for i in range(4)] == [6, 6, 6, 6]
+    timed = calls[len(cases) :]  # after each case's one warm-up call: one call per case per round
+    orders = {tuple(timed[r * 4 : r * 4 + 4]) for r in range(6)}
+    assert all(sorted(order) == list("abcd") for order in orders) and len(orders) > 1
+
+
 def test_classifier_bench_document(bench_bundles: dict[str, Path]) -> None:
     doc = run_bench(
         bench_bundles["lenet"],

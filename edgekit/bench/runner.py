@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,8 @@ def run_rounds(
     progress: Callable[[int], None] | None = None,
     wall: dict[int, int] | None = None,
 ) -> dict[int, list[int]]:
-    """Time every case; return samples (ns) by case index. Cases alternate within each round.
+    """Time every case; return samples (ns) by case index. Cases alternate within each round, in a
+    new order each round.
     `wall`, when given, receives each case's wall time over its timed calls (ns)."""
     per_call = [warm_up(c, budget) for c in cases]
     totals = [plan_iterations(c, s, budget) for c, s in zip(cases, per_call, strict=True)]
@@ -97,8 +99,15 @@ def run_rounds(
     gc.collect()
     gc.disable()
     try:
+        shuffle = random.Random(0)  # seeded: the same orders every run
         for r in range(rounds):
-            for i, case in enumerate(cases):
+            # each round in its own order, as Google Benchmark's random interleaving: a case
+            # does not always follow the same case (whose spinning threads or evicted caches
+            # would otherwise tilt one row the same way every round)
+            order = list(range(len(cases)))
+            shuffle.shuffle(order)
+            for i in order:
+                case = cases[i]
                 share = totals[i] // rounds + (1 if r < totals[i] % rounds else 0)
                 start = time.perf_counter_ns()
                 for _ in range(share):
