@@ -189,7 +189,8 @@ def peer_targets(docs: dict[str, Any], profiles: Profiles) -> list[str]:
                         f"{cell} step, B=1: edgekit's default (ort-cpu) <= 1.0x {label}",
                         f"{ratio:.2f}x ({ours['p50_us']:.1f} vs {peer['p50_us']:.1f} us)",
                         ratio <= 1.0,
-                        why.tie(ours, peer),
+                        why.tie(ours, peer)
+                        + (f"; {why.nodes(at)}" if (at := _at(prof, "fp32", ours)) else ""),
                     )
                 )
         if ours.get("vs_floor") and floor:

@@ -101,7 +101,7 @@ def _top(profile: dict, n: int = 3) -> str:
     return ", ".join(f"{op} {us / kernel:.0%}" for us, op in sorted(rest, reverse=True)[:n])
 
 
-def _nodes(profile: dict) -> str:
+def nodes(profile: dict) -> str:
     products, rest = split(profile)
     others = profile["nodes"] - profile["product_nodes"]
     return (
@@ -115,7 +115,7 @@ def over_floor(profile: dict, floor_us: float) -> str:
     """Why a step is above its GEMV floor."""
     products, _ = split(profile)
     return (
-        f"{_nodes(profile)}; the products alone are {products / floor_us:.2f}x the floor, so the "
+        f"{nodes(profile)}; the products alone are {products / floor_us:.2f}x the floor, so the "
         "excess is the fixed cost of the small nodes (gate math, state Split/Concat), not the "
         "arithmetic"
     )
@@ -128,7 +128,7 @@ def torch_short(torch_us: float, want: float, floor_us: float, profile: dict | N
     text += " the GEMV floor"
     if need < floor_us:
         text += ", below the weights' own memory traffic"
-    return text + (f"; {_nodes(profile)}" if profile else "")
+    return text + (f"; {nodes(profile)}" if profile else "")
 
 
 def int8_short(int8: dict, fp32: dict, want: float = 0.5) -> str:
@@ -137,7 +137,7 @@ def int8_short(int8: dict, fp32: dict, want: float = 0.5) -> str:
     p32, _ = split(fp32)
     need = want * fp32["wall_us"]
     text = (
-        f"int8: {_nodes(int8)}; int8's products take {p8 / max(p32, 1e-9):.2f}x fp32's "
+        f"int8: {nodes(int8)}; int8's products take {p8 / max(p32, 1e-9):.2f}x fp32's "
         f"({p32:.0f} us), but {want:g}x fp32 needs {need:.0f} us"
     )
     if rest8 > need:
@@ -148,9 +148,7 @@ def int8_short(int8: dict, fp32: dict, want: float = 0.5) -> str:
 def streams_short(profile: dict, floor_us: float) -> str:
     """Why a many-stream step is slower than numpy's GEMM over the same weights."""
     products, _ = split(profile)
-    return (
-        f"{_nodes(profile)}; the products alone are {products / floor_us:.2f}x numpy's GEMM floor"
-    )
+    return f"{nodes(profile)}; the products alone are {products / floor_us:.2f}x numpy's GEMM floor"
 
 
 def tie(ours: dict, peer: dict) -> str:
