@@ -5,8 +5,9 @@
 For each recurrent zoo cell at its default size (2 x 256), the same checkpoint is exported
 `--exports` times into fresh folders and each export's step-graph record is read: whether the
 runtime steps on the one-token graph, the measured ratio to the sequence graph and its 95%
-interval, and the threads its steps run on (exporters/step_graph.py); and the CPU backend
-`device="auto"` picks for it is measured afresh (runtimes/choice.py). Each choice is a rule on
+interval (exporters/step_graph.py), and the threads its steps run on (runtimes/onnxruntime.py,
+step_threads); and the CPU backend `device="auto"` picks for it is measured afresh
+(runtimes/choice.py). Each choice is a rule on
 an interval, so it should read the same every time even when the timings move with the machine's
 load. Checkpoints come from --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly. Writes
 the "choice-stability" section of benchmarks/RESULTS.md and benchmarks/results/choice_stability.json.
@@ -40,6 +41,7 @@ def main() -> None:
     from edgekit.bundle.manifest import Manifest
     from edgekit.exporters import bundle_from_checkpoint
     from edgekit.runtimes.choice import cpu_backend
+    from edgekit.runtimes.onnxruntime import step_threads
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-choice-"))
     cells: dict[str, list[dict[str, Any]]] = {}
@@ -50,13 +52,14 @@ def main() -> None:
             print(f"== {name}: export {k + 1} of {args.exports}", flush=True)
             bundle, manifest = bundle_from_checkpoint(ckpt, work / f"{name}-{k}", steps=20)
             record = manifest["step_graph"]
-            threads = record.get("threads_speed", {})
+            step = bundle / record["file"] if record["used"] else None
             auto = cpu_backend(bundle, Manifest.of(manifest), None, measure=True)
             cells[name].append({
                 "used": record["used"], **record.get("speed", {}),
-                "threads": record.get("threads"), "threads_ratio": threads.get("ratio"),
-                "threads_ci95": threads.get("ci95"), "backend": auto["backend"],
-                "backend_why": auto["why"],
+                "threads": step_threads(step) if step else None,
+                "step_mb": step.stat().st_size / 2**20 if step else None,
+                "backend": auto["backend"], "backend_why": auto["why"],
+                "backend_ci95": auto.get("evidence", {}).get("ci95"),
             })  # fmt: skip
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="minutes"), "cells": cells}
     out = ROOT / "benchmarks" / "results" / "choice_stability.json"
@@ -74,24 +77,24 @@ def render(result: dict[str, Any]) -> str:
         "each cell's checkpoint exported into fresh folders; per export, whether steps run on the "
         "one-token step graph, and its step time over the sequence graph's (median of 15 "
         "interleaved rounds, with the 95% interval the rule reads: used unless its low end is "
-        "above 1.05); the threads its steps run on (one where one thread's interval lies below "
-        "the default's); and the CPU backend that device auto measures for the bundle "
-        "(runtimes/choice.py: OpenVINO only where even its interval's high end is below ONNX "
-        "Runtime's).",
+        "above 1.05); the threads its steps run on (one where the step graph fits in one "
+        "core's L2 cache, a rule on the file and the machine); and the CPU backend that device "
+        "auto measures for the bundle (runtimes/choice.py: OpenVINO only where even the high end "
+        "of its time's interval over ONNX Runtime's is below 0.92).",
         "",
         "| cell | export | steps on the step graph | step / sequence | 95% interval | step "
-        "threads | one thread / default | 95% interval | `auto` CPU backend |",
+        "graph MB | step threads | `auto` CPU backend | OpenVINO / ONNX Runtime, 95% interval |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, exports in result["cells"].items():
         for k, e in enumerate(exports, 1):
             low, high = e.get("ci95", [float("nan")] * 2)
-            t_low, t_high = e.get("threads_ci95") or [float("nan")] * 2
-            ratio = e.get("threads_ratio") or float("nan")
+            b_low, b_high = e.get("backend_ci95") or [float("nan")] * 2
+            mb = e.get("step_mb") or float("nan")
             lines.append(
                 f"| {name} | {k} | {'yes' if e['used'] else 'no'} | {e['ratio']:.3f} | "
-                f"{low:.3f}-{high:.3f} | {e.get('threads') or 'default'} | {ratio:.3f} | "
-                f"{t_low:.3f}-{t_high:.3f} | {e.get('backend', '-')} |"
+                f"{low:.3f}-{high:.3f} | {mb:.2f} | {e.get('threads') or 'default'} | "
+                f"{e.get('backend', '-')} | {b_low:.3f}-{b_high:.3f} |"
             )
     keys = ("used", "threads", "backend")
     same = all(

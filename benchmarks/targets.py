@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmarks import why
 from edgekit.bundle import Bundle
+from edgekit.runtimes.onnxruntime import step_threads
 
 Profiles = dict[str, dict[str, Any]]
 STEP_PEERS = (
@@ -278,8 +279,8 @@ def step_profiles(docs: dict[str, Any], threads: int | None) -> Profiles:
             step = manifest.at(precision).step_graph if precision in manifest.precisions else None
             if step is None or not step.file:
                 continue
-            # the threads the runtime steps on: the table's count, or else the bundle's record
-            used = threads if threads is not None else step.threads
+            # the threads the runtime steps on: the table's count, or else its rule
+            used = threads if threads is not None else step_threads(bundle / step.file)
             out[name][precision] = why.ort_profile(bundle / step.file, 1, used)
             if name == "charlm-lstm" and precision == "fp32":  # 64 streams: as bench runs them
                 out[name]["fp32 B=64"] = why.ort_profile(bundle / step.file, 64, used, calls=400)

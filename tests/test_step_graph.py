@@ -136,55 +136,45 @@ def test_paired_ratio_sees_a_twice_as_slow_call() -> None:
     assert 1.5 < low <= paired["ratio"] <= high < 2.5, paired
 
 
-def test_steps_run_on_the_threads_export_measured_unless_told_a_count(
-    tiny_bundles: dict[str, Path], tmp_path: Path
+def test_a_step_that_fits_in_one_cores_l2_runs_on_one_thread_unless_told_a_count(
+    tiny_bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Export times a step on one thread against ONNX Runtime's default and records the choice
-    with its evidence; load steps on it, prompts keep the default, an explicit count wins."""
-    import json
-    import shutil
+    """The rule reads the step graph's size against this machine's L2 (sysfs); prompts keep the
+    default threads, and an explicit count sets every session."""
+    from edgekit.runtimes import onnxruntime as ort_backend
 
-    from edgekit.iospec import IOContract
-
-    manifest = read_manifest(tiny_bundles["charlm"])
-    record = manifest["step_graph"]
-    if record["used"]:  # measured only for a step graph steps run on
-        assert record["threads"] == (1 if sg.clearly_faster(record["threads_speed"]) else None)
     step = tiny_bundles["charlm"] / sg.STEP_GRAPH
-    chosen = sg.step_threads(step, IOContract.from_manifest(manifest), seconds=0.3)
-    speed = chosen["threads_speed"]
-    assert speed["one_thread_us"] > 0 and speed["default_us"] > 0 and speed["rounds"] == 15
-    assert chosen["threads"] == (1 if float(speed["ci95"][1]) < 1.0 else None)
-    copy = tmp_path / "charlm"
-    shutil.copytree(tiny_bundles["charlm"], copy)
+    size = step.stat().st_size
 
-    def threads_with(chosen: int | None, **load: object) -> tuple[int, int]:
-        doc = json.loads((copy / "edgekit.json").read_text())
-        doc["step_graph"] = {**doc["step_graph"], "used": True, "threads": chosen}
-        (copy / "edgekit.json").write_text(json.dumps(doc))
-        backend = edgekit.load(copy, **load).backend  # type: ignore[arg-type]
+    def threads_with(l2: int | None, **load: object) -> tuple[int, int]:
+        monkeypatch.setattr(ort_backend, "l2_cache_bytes", lambda: l2)
+        backend = edgekit.load(tiny_bundles["charlm"], step_graph=True, **load).backend  # type: ignore[arg-type]
         options = (
             backend.session.get_session_options(),
             backend.step_session.get_session_options(),
         )
         return options[0].intra_op_num_threads, options[1].intra_op_num_threads
 
-    assert threads_with(1) == (0, 1)  # 0: ONNX Runtime's default
-    assert threads_with(None) == (0, 0)
-    assert threads_with(1, threads=2) == (2, 2)
-    one = edgekit.load(copy).generate("ab", 30, temperature=0)
-    assert one == edgekit.load(copy, threads=2).generate("ab", 30, temperature=0)
+    assert threads_with(size) == (0, 1)  # 0: ONNX Runtime's default; it fits exactly
+    assert threads_with(size - 1) == (0, 0)  # one byte too big
+    assert threads_with(None) == (0, 0)  # no L2 size reported: the default
+    assert threads_with(size, threads=2) == (2, 2)
+    monkeypatch.setattr(ort_backend, "l2_cache_bytes", lambda: size)
+    one = edgekit.load(tiny_bundles["charlm"], step_graph=True).generate("ab", 30, temperature=0)
+    two = edgekit.load(tiny_bundles["charlm"], step_graph=True, threads=2)
+    assert one == two.generate("ab", 30, temperature=0)
 
 
-def test_a_variants_step_threads_reach_its_step_graph(tiny_bundles: dict[str, Path]) -> None:
-    from edgekit.bundle.manifest import Manifest
+def test_the_l2_size_is_read_from_sysfs() -> None:
+    from edgekit.machine import l2_cache_bytes
 
-    base = read_manifest(tiny_bundles["charlm"])
-    variant = {"precision": "int8", "file": "model.int8.onnx", "step_file": "model.step.int8.onnx",
-               "tolerance": base["tolerance"]}  # fmt: skip
-    for chosen in (1, None):
-        hashed = {"sha256": "0" * 64, "bytes": 1}
-        files = {**base["files"], **{variant[k]: hashed for k in ("file", "step_file")}}
-        doc = {**base, "files": files, "variants": [{**variant, "step_threads": chosen}]}
-        step = Manifest.from_json(doc).at("int8").step_graph
-        assert step is not None and step.file == "model.step.int8.onnx" and step.threads == chosen
+    caches = Path("/sys/devices/system/cpu/cpu0/cache")
+    levels = (
+        [(i / "level").read_text().strip() for i in caches.glob("index*")]
+        if caches.exists()
+        else []
+    )
+    if "2" not in levels:
+        pytest.skip("this OS reports no L2 cache in /sys/devices/system/cpu/cpu0/cache")
+    l2 = l2_cache_bytes()
+    assert l2 is not None and 64 * 1024 <= l2 <= 1 << 30  # 64 KiB .. 1 GiB: a real L2

@@ -274,9 +274,9 @@ def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, An
     if any(b.startswith("ort") for b in backends):
         out["onnxruntime_intra_op"] = (
             threads
-            or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus), and steps on "
-            "the threads the bundle records for its step graph (one where export or quantize "
-            "measured one clearly faster; `edgekit info` says)"
+            or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus); one-token "
+            "steps on one thread where the step graph fits in one core's L2 cache (`edgekit info` "
+            "says)"
         )
     if "openvino" in backends:
         out["openvino"] = threads or "OpenVINO default (LATENCY hint)"

@@ -238,8 +238,7 @@ class Manifest:
             )
         # the variant's own one-token graph, if it has one (the fp32 step graph is not its); a
         # variant that is the fp32 graph computed at another precision (bf16) steps as fp32 does
-        threads = {"threads": variant.details.get("step_threads")}  # measured by quantize
-        step = StepGraph(True, variant.step_file, details=threads) if variant.step_file else None
+        step = StepGraph(True, variant.step_file) if variant.step_file else None
         if variant.runtime is not None:
             step = self.step_graph
         return replace(

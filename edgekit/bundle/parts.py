@@ -64,14 +64,6 @@ class StepGraph:
         return doc
 
     @property
-    def threads(self) -> int | None:
-        """The intra-op threads steps run on when the caller names none: 1 where export measured
-        one thread clearly faster than ONNX Runtime's default on this graph (a step too small to
-        share among cores), else None (the runtime's default)."""
-        value = self.details.get("threads")
-        return int(value) if value else None
-
-    @property
     def speed_ratio(self) -> float | None:
         """The step graph's time over the sequence graph's, as measured at export."""
         speed = self.details.get("speed")

@@ -150,10 +150,13 @@ def info(
                 f"  step graph {step.file or '(none)'}: "
                 + ("used for one-token steps" if step.used else "not used")
                 + f" ({step.why})"
-                + threads_note(step.threads, step.details.get("threads_speed"))
             )
         for v in manifest.variants:
             typer.echo("  " + variant_line(v))
+        steps = [step.file] if step and step.used and step.file else []
+        steps += [v.step_file for v in manifest.variants if v.step_file]
+        if steps:
+            typer.echo(threads_line(Path(path), steps))
         golden = manifest.golden
         if golden:
             rollout = golden.rollout_steps
@@ -227,11 +230,7 @@ def variant_line(v: Variant) -> str:
         )
     return (
         f"variant {v.precision} {v.file}"
-        + (
-            f" + {v.step_file} (steps{threads_note(*_step_threads(v), lead=', on ')})"
-            if v.step_file
-            else ""
-        )
+        + (f" + {v.step_file} (steps)" if v.step_file else "")
         + f": {notes.recipe_mode}"
         + (" per-channel" if notes.recipe_per_channel and v.precision == "int8" else "")
         + f", {size:.2f}x size, {speed:.2f}x latency "
@@ -240,16 +239,20 @@ def variant_line(v: Variant) -> str:
     )
 
 
-def threads_note(threads: object, speed: object, lead: str = "; steps on ") -> str:
-    """How many threads steps run on by default, and the measurement that chose it."""
-    if not isinstance(speed, dict):
-        return ""
-    chosen = "one thread" if threads == 1 else "the runtime's default threads"
-    return (
-        f"{lead}{chosen} unless told a count: one thread measured {speed['ratio']:.2f}x "
-        "the default's step time"
+def threads_line(bundle: Path, files: list[str]) -> str:
+    """The threads each one-token graph steps on here, unless a count is given (step_threads)."""
+    from edgekit.machine import l2_cache_bytes
+    from edgekit.runtimes.onnxruntime import step_threads
+
+    l2 = l2_cache_bytes()
+    where = (
+        f"one core's L2 cache ({l2 / 2**20:.1f} MB)"
+        if l2
+        else "an L2 cache size this OS does not report"
     )
-
-
-def _step_threads(v: Variant) -> tuple[object, object]:
-    return v.details.get("step_threads"), v.details.get("step_threads_speed")
+    parts = [
+        f"{name} ({(bundle / name).stat().st_size / 2**20:.1f} MB): "
+        + ("one thread" if step_threads(bundle / name) == 1 else "ONNX Runtime's default threads")
+        for name in files
+    ]
+    return f"  steps  against {where}: " + "; ".join(parts) + " (--threads N sets every session)"

@@ -12,8 +12,7 @@ that glue is most of a step. The step graph is the same function for T = 1 only:
 
 It is checked against the torch reference over random states and a teacher-forced rollout, timed
 against the sequence graph's step over interleaved rounds, and used by the runtime for steps unless
-clearly slower (`step_graph_pays`), on one thread where that is clearly faster than ONNX Runtime's
-default (`step_threads`); it is kept either way, for `edgekit quantize` to derive an int8
+clearly slower (`step_graph_pays`); it is kept either way, for `edgekit quantize` to derive an int8
 step graph from, and `edgekit.load(..., step_graph=True/False)` overrides the choice.
 """
 
@@ -235,27 +234,6 @@ def step_speed(sequence: OrtBackend, step: OrtBackend, seconds: float = 1.5) -> 
     }
 
 
-def step_threads(
-    path: Path, contract: IOContract, optimization: str = "all", seconds: float = 1.0
-) -> dict[str, Any]:
-    """The threads a step on `path` runs on by default: one where a greedy step (bound, batch 1)
-    on one intra-op thread is clearly faster than on ONNX Runtime's default (one thread per
-    physical core): a small step's products are too short to share, and the pool's wake-ups cost
-    more than they save. Same rule and evidence as the step graph's (timing.paired_ratio, 95%
-    interval's high end below 1), so it does not flip with load. Returns the record's keys."""
-    one = OrtBackend(path, contract, threads=1, optimization=optimization)
-    default = OrtBackend(path, contract, optimization=optimization)
-    paired = paired_ratio(one.greedy_step(1), default.greedy_step(1), seconds=seconds)
-    speed = {
-        "one_thread_us": paired["candidate_us"],
-        "default_us": paired["baseline_us"],
-        "ratio": paired["ratio"],
-        "ci95": paired["ci95"],
-        "rounds": paired["rounds"],
-    }
-    return {"threads": 1 if clearly_faster(speed) else None, "threads_speed": speed}
-
-
 def clearly_faster(speed: dict[str, Any]) -> bool:
     """A variant's step graph is a file of its own: kept where it pays, where even the high end of
     its ratio's 95% interval is below 1 (also a rule on the interval, so it does not flip)."""
@@ -307,5 +285,4 @@ def add_step_graph(
         else f"clearly slower: {measured}, above {SLOWER}x at its low end"
     )
     checked = f"random states at batch 1 and 3, a {rollout}-step teacher-forced rollout"
-    threads = step_threads(path, contract) if used else {}
-    return StepGraph(used, STEP_GRAPH, why, {"speed": speed, "checked": checked, **threads})
+    return StepGraph(used, STEP_GRAPH, why, {"speed": speed, "checked": checked})

@@ -21,6 +21,7 @@ from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
+from edgekit.machine import l2_cache_bytes
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.growing import GrowingStepper
@@ -156,7 +157,6 @@ class OrtBackend(Backend):
         trt_fp16: bool = False,
         optimization: str = "all",
         step_graph: Path | None = None,
-        step_threads: int | None = None,
     ) -> None:
         super().__init__(contract)
         self.device = resolve_device(device)  # "cpu" | "cuda" | "tensorrt"
@@ -171,9 +171,9 @@ class OrtBackend(Backend):
         # runs steps on it and prefill on the sequence graph; both read and write the same state.
         self.step_session: Any = None
         if step_graph is not None:
-            # steps on the threads export chose for them (StepGraph.threads) unless told a count
-            if threads is None and step_threads is not None:
-                options = session_options(step_threads, optimized_model, optimization)
+            # unless told a count, a step small enough for one core runs on one (step_threads)
+            if threads is None and self.device == "cpu" and step_threads(step_graph) == 1:
+                options = session_options(1, optimized_model, optimization)
             self.step_session = self._open_session(step_graph, options, providers)
             check_interface(self.step_session, contract, step_graph)
         self.name = f"ort-{self.device}"
@@ -270,8 +270,21 @@ def _open(
         trt_cache,
         optimization=manifest.optimization,
         step_graph=_step_graph(Bundle(Path(bundle), manifest), options.step_graph),
-        step_threads=manifest.step_graph.threads if manifest.step_graph else None,
     )
+
+
+def step_threads(step_graph: Path) -> int | None:
+    """The intra-op threads a one-token step runs on when the caller names none: one where the
+    step graph's weights (its file's size) fit in one core's L2 cache, else ONNX Runtime's
+    default (None: one thread per physical core). A step that fits in one core is a chain of
+    small kernels, and waking a second thread for each costs more than it shares; one that does
+    not fit streams its weights from L3 or memory, and each added core brings its own L2 (the
+    2x256 LSTM's fp32 step, 3.6 MB, ran 2.6-2.9x faster on two cores than on one; its int8 step,
+    0.9 MB, 0.85x on one). A rule on the file and the machine, not a timing: the same bundle
+    steps alike on every load of one machine. Batches of dozens of streams do real arithmetic
+    per step: pass `threads` for those."""
+    l2 = l2_cache_bytes()
+    return 1 if l2 is not None and step_graph.stat().st_size <= l2 else None
 
 
 def _step_graph(read: Bundle, choice: bool | None) -> Path | None:

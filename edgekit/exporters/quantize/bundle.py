@@ -147,10 +147,6 @@ def quantize_bundle(
             assert step_parent is not None
             step_file = job.step_out.name
             details["step_bytes_ratio"] = job.step_out.stat().st_size / step_parent.stat().st_size
-            from edgekit.exporters.step_graph import step_threads
-
-            threads = step_threads(job.variant_step, contract, optimization)
-            details |= {f"step_{key}": value for key, value in threads.items()}
         variant = Variant(
             precision,
             job.out.name,
