@@ -80,7 +80,7 @@ def render(result: dict[str, Any]) -> str:
         "above 1.05); the threads its steps run on (one where the step graph fits in one "
         "core's L2 cache, a rule on the file and the machine); and the CPU backend that device "
         "auto measures for the bundle (runtimes/choice.py: OpenVINO only where even the high end "
-        "of its time's interval over ONNX Runtime's is below 0.85).",
+        "of its time's interval over ONNX Runtime's is below 0.80).",
         "",
         "| cell | export | steps on the step graph | step / sequence | 95% interval | step "
         "graph MB | step threads | `auto` CPU backend | OpenVINO / ONNX Runtime, 95% interval |",
