@@ -41,7 +41,7 @@ def main() -> None:
     from edgekit.bundle.manifest import Manifest
     from edgekit.exporters import bundle_from_checkpoint
     from edgekit.runtimes.choice import cpu_backend
-    from edgekit.runtimes.onnxruntime import step_threads
+    from edgekit.runtimes.threads import step_threads
 
     work = Path(tempfile.mkdtemp(prefix="edgekit-choice-"))
     cells: dict[str, list[dict[str, Any]]] = {}

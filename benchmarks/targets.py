@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks import why
 from edgekit.bundle import Bundle
-from edgekit.runtimes.onnxruntime import step_threads
+from edgekit.runtimes.threads import step_threads
 
 Profiles = dict[str, dict[str, Any]]
 STEP_PEERS = (

@@ -141,13 +141,14 @@ def test_a_step_that_fits_in_one_cores_l2_runs_on_one_thread_unless_told_a_count
 ) -> None:
     """The rule reads the step graph's size against this machine's L2 (sysfs); prompts keep the
     default threads, and an explicit count sets every session."""
-    from edgekit.runtimes import onnxruntime as ort_backend
+    from edgekit.runtimes import threads as rule
+    from edgekit.runtimes.threads import ONE_THREAD_STREAMS
 
     step = tiny_bundles["charlm"] / sg.STEP_GRAPH
     size = step.stat().st_size
 
     def threads_with(l2: int | None, **load: object) -> tuple[int, int]:
-        monkeypatch.setattr(ort_backend, "l2_cache_bytes", lambda: l2)
+        monkeypatch.setattr(rule, "l2_cache_bytes", lambda: l2)
         backend = edgekit.load(tiny_bundles["charlm"], step_graph=True, **load).backend  # type: ignore[arg-type]
         options = (
             backend.session.get_session_options(),
@@ -156,13 +157,22 @@ def test_a_step_that_fits_in_one_cores_l2_runs_on_one_thread_unless_told_a_count
         return options[0].intra_op_num_threads, options[1].intra_op_num_threads
 
     assert threads_with(size) == (0, 1)  # 0: ONNX Runtime's default; it fits exactly
+    many = edgekit.load(tiny_bundles["charlm"], step_graph=True).backend  # still fits
+    wide = many.stepper(ONE_THREAD_STREAMS + 1).step_session  # many streams: default threads
+    assert wide.get_session_options().intra_op_num_threads == 0
+    assert many.stepper(ONE_THREAD_STREAMS).step_session is many.step_session
     assert threads_with(size - 1) == (0, 0)  # one byte too big
     assert threads_with(None) == (0, 0)  # no L2 size reported: the default
     assert threads_with(size, threads=2) == (2, 2)
-    monkeypatch.setattr(ort_backend, "l2_cache_bytes", lambda: size)
+    monkeypatch.setattr(rule, "l2_cache_bytes", lambda: size)
     one = edgekit.load(tiny_bundles["charlm"], step_graph=True).generate("ab", 30, temperature=0)
     two = edgekit.load(tiny_bundles["charlm"], step_graph=True, threads=2)
     assert one == two.generate("ab", 30, temperature=0)
+    prompts = ["ab", "ba"] * ONE_THREAD_STREAMS  # more streams than one thread serves
+    many_texts = edgekit.load(tiny_bundles["charlm"], step_graph=True).generate_batch(
+        prompts, 20, temperature=0
+    )
+    assert many_texts == two.generate_batch(prompts, 20, temperature=0)
 
 
 def test_the_l2_size_is_read_from_sysfs() -> None:

@@ -242,7 +242,7 @@ def variant_line(v: Variant) -> str:
 def threads_line(bundle: Path, files: list[str]) -> str:
     """The threads each one-token graph steps on here, unless a count is given (step_threads)."""
     from edgekit.machine import l2_cache_bytes
-    from edgekit.runtimes.onnxruntime import step_threads
+    from edgekit.runtimes.threads import ONE_THREAD_STREAMS, step_threads
 
     l2 = l2_cache_bytes()
     where = (
@@ -255,4 +255,9 @@ def threads_line(bundle: Path, files: list[str]) -> str:
         + ("one thread" if step_threads(bundle / name) == 1 else "ONNX Runtime's default threads")
         for name in files
     ]
-    return f"  steps  against {where}: " + "; ".join(parts) + " (--threads N sets every session)"
+    return (
+        f"  steps  against {where}: "
+        + "; ".join(parts)
+        + f" (one thread steps up to {ONE_THREAD_STREAMS} streams at once, more run on the "
+        "default threads; --threads N sets every session)"
+    )

@@ -21,11 +21,11 @@ from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.validate import OPTIMIZATION_LEVELS as LEVEL_NAMES
 from edgekit.errors import InputError
 from edgekit.files import cache_dir
-from edgekit.machine import l2_cache_bytes
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.growing import GrowingStepper
 from edgekit.runtimes.stepper import BoundStepper, HostStepper
+from edgekit.runtimes.threads import ONE_THREAD_STREAMS, step_threads
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -170,12 +170,16 @@ class OrtBackend(Backend):
         # A one-token graph beside the sequence graph (exporters/step_graph.py): the bound stepper
         # runs steps on it and prefill on the sequence graph; both read and write the same state.
         self.step_session: Any = None
+        self._wide: tuple[Any, ...] | None = None  # how to open the step for many streams
+        self._wide_session: Any = None
         if step_graph is not None:
             # unless told a count, a step small enough for one core runs on one (step_threads)
-            if threads is None and self.device == "cpu" and step_threads(step_graph) == 1:
-                options = session_options(1, optimized_model, optimization)
-            self.step_session = self._open_session(step_graph, options, providers)
+            narrow = threads is None and self.device == "cpu" and step_threads(step_graph) == 1
+            step_options = session_options(1, optimized_model, optimization) if narrow else options
+            self.step_session = self._open_session(step_graph, step_options, providers)
             check_interface(self.step_session, contract, step_graph)
+            if narrow:
+                self._wide = (step_graph, options, providers)
         self.name = f"ort-{self.device}"
         # With CUDA graphs on, ORT would capture any run; calls with varying shapes (plain runs,
         # prefill) must opt out with gpu_graph_id -1. Without graphs, pass no RunOptions at all.
@@ -203,6 +207,17 @@ class OrtBackend(Backend):
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self._outputs, dict(feeds), self.uncaptured)
         return dict(zip(self._outputs, values, strict=True))
+
+    def step_session_for(self, batch: int) -> Any:
+        """The session a stepper of `batch` streams steps on: the step session, except where it
+        runs on one thread by the L2 rule and `batch` exceeds ONE_THREAD_STREAMS; those steps do
+        real arithmetic, and a second session of the same graph on the default threads (opened on
+        first use) runs them."""
+        if self._wide is None or batch <= ONE_THREAD_STREAMS:
+            return self.step_session
+        if self._wide_session is None:
+            self._wide_session = self._open_session(*self._wide)
+        return self._wide_session
 
     def stepper(self, batch: int) -> BoundStepper | GrowingStepper | HostStepper:
         """IO-bound ping-pong buffers; a growing state (a KV cache), which changes shape every
@@ -271,20 +286,6 @@ def _open(
         optimization=manifest.optimization,
         step_graph=_step_graph(Bundle(Path(bundle), manifest), options.step_graph),
     )
-
-
-def step_threads(step_graph: Path) -> int | None:
-    """The intra-op threads a one-token step runs on when the caller names none: one where the
-    step graph's weights (its file's size) fit in one core's L2 cache, else ONNX Runtime's
-    default (None: one thread per physical core). A step that fits in one core is a chain of
-    small kernels, and waking a second thread for each costs more than it shares; one that does
-    not fit streams its weights from L3 or memory, and each added core brings its own L2 (the
-    2x256 LSTM's fp32 step, 3.6 MB, ran 2.6-2.9x faster on two cores than on one; its int8 step,
-    0.9 MB, 0.85x on one). A rule on the file and the machine, not a timing: the same bundle
-    steps alike on every load of one machine. Batches of dozens of streams do real arithmetic
-    per step: pass `threads` for those."""
-    l2 = l2_cache_bytes()
-    return 1 if l2 is not None and step_graph.stat().st_size <= l2 else None
 
 
 def _step_graph(read: Bundle, choice: bool | None) -> Path | None:

@@ -201,7 +201,8 @@ class BoundStepper(StepBuffers):
         ort = _ort()
         self.session = backend.session  # prefill: the sequence graph
         # steps: the one-token graph when the backend has one (same state layout and names)
-        self.step_session = getattr(backend, "step_session", None) or backend.session
+        pick = getattr(backend, "step_session_for", None)  # by batch: see OrtBackend
+        self.step_session = (pick(batch) if pick else None) or backend.session
         self.uncaptured = backend.uncaptured
         self.graph = backend.cuda_graph
         on_gpu = backend.device != "cpu"
