@@ -31,7 +31,7 @@ DEFAULT, PEER = "ort-cpu", "openvino"
 # that from one fresh export to the next on a loaded 2-core machine at default threads: over
 # twelve exports the 2x256 LSTM's median ratio read 0.95 to 1.07 and the GRU's 0.84 to 0.95 (bars
 # at 1.0, 0.92 and 0.85 each flipped one of them). A switch has to clear that spread, so `auto`
-# changes backend for a large win (the CNN's bf16 variant on AMX: 0.43x), not for a near tie.
+# changes backend for a large win (the CNN's bf16 variant on AMX: 0.42x), not for a near tie.
 SWITCH_BELOW = 0.80
 
 
