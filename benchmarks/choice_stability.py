@@ -5,11 +5,11 @@
 For each recurrent zoo cell at its default size (2 x 256), the same checkpoint is exported
 `--exports` times into fresh folders and each export's step-graph record is read: whether the
 runtime steps on the one-token graph, the measured ratio to the sequence graph and its 95%
-interval (exporters/step_graph.py), and the threads its steps run on (runtimes/onnxruntime.py,
-step_threads); and the CPU backend `device="auto"` picks for it is measured afresh
-(runtimes/choice.py). Each choice is a rule on
-an interval, so it should read the same every time even when the timings move with the machine's
-load. Checkpoints come from --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly. Writes
+interval (exporters/step_graph.py), and the threads its steps run on (runtimes/threads.py); and
+the CPU backend `device="auto"` picks for it is measured afresh (runtimes/choice.py). The graph and
+the backend are rules on an interval (the backend's with a margin), the threads a rule on the file
+and the machine, so each should read the same every time even when the timings move with the
+machine's load. Checkpoints come from --ckpt (charlm-lstm, charlm-gru, ...) or are trained briefly. Writes
 the "choice-stability" section of benchmarks/RESULTS.md and benchmarks/results/choice_stability.json.
 """
 

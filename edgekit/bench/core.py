@@ -275,8 +275,8 @@ def _effective_threads(threads: int | None, backends: list[str]) -> dict[str, An
         out["onnxruntime_intra_op"] = (
             threads
             or f"onnxruntime default (one per physical core; {os.cpu_count()} cpus); one-token "
-            "steps on one thread where the step graph fits in one core's L2 cache (`edgekit info` "
-            "says)"
+            "steps of up to 16 streams on one thread where the step graph fits in one core's L2 "
+            "cache (runtimes/threads.py; `edgekit info` says)"
         )
     if "openvino" in backends:
         out["openvino"] = threads or "OpenVINO default (LATENCY hint)"

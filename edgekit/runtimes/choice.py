@@ -5,9 +5,9 @@ faster on the bundle's own unit of work (a greedy step of one stream for generat
 batch 1 otherwise), each at the precision `auto` picks on it (OpenVINO: bf16 where the bundle has a
 gated bf16 variant and the CPU has bf16): the two interleaved over rounds (timing.paired_ratio) and
 the rule reading the 95% interval with a margin (SWITCH_BELOW), so the choice does not flip with
-the machine's load. The result
-is cached beside the bundle (files.cache_dir, never inside it), keyed by the manifest, the CPU, the
-thread count and the runtimes' versions, with its evidence; `edgekit choose BUNDLE` measures again.
+the machine's load. The result is cached beside the bundle (files.cache_dir, never inside it),
+keyed by the manifest, the CPU, the thread count and the runtimes' versions, with its evidence;
+`edgekit choose BUNDLE` measures again.
 """
 
 from __future__ import annotations

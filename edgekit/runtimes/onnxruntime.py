@@ -170,7 +170,7 @@ class OrtBackend(Backend):
         # A one-token graph beside the sequence graph (exporters/step_graph.py): the bound stepper
         # runs steps on it and prefill on the sequence graph; both read and write the same state.
         self.step_session: Any = None
-        self._wide: tuple[Any, ...] | None = None  # how to open the step for many streams
+        self._open_wide: Callable[[], Any] | None = None  # the step for many streams, unopened
         self._wide_session: Any = None
         if step_graph is not None:
             # unless told a count, a step small enough for one core runs on one (step_threads)
@@ -179,7 +179,7 @@ class OrtBackend(Backend):
             self.step_session = self._open_session(step_graph, step_options, providers)
             check_interface(self.step_session, contract, step_graph)
             if narrow:
-                self._wide = (step_graph, options, providers)
+                self._open_wide = partial(self._open_session, step_graph, options, providers)
         self.name = f"ort-{self.device}"
         # With CUDA graphs on, ORT would capture any run; calls with varying shapes (plain runs,
         # prefill) must opt out with gpu_graph_id -1. Without graphs, pass no RunOptions at all.
@@ -213,10 +213,10 @@ class OrtBackend(Backend):
         runs on one thread by the L2 rule and `batch` exceeds ONE_THREAD_STREAMS; those steps do
         real arithmetic, and a second session of the same graph on the default threads (opened on
         first use) runs them."""
-        if self._wide is None or batch <= ONE_THREAD_STREAMS:
+        if self._open_wide is None or batch <= ONE_THREAD_STREAMS:
             return self.step_session
         if self._wide_session is None:
-            self._wide_session = self._open_session(*self._wide)
+            self._wide_session = self._open_wide()
         return self._wide_session
 
     def stepper(self, batch: int) -> BoundStepper | GrowingStepper | HostStepper:
