@@ -94,6 +94,14 @@ def test_generate_batch_stacks_each_streams_context(decoder: tuple[nn.Module, Pa
         prompts, 200, temperature=0, context={"encoder_out": enc.numpy()}
     )
     assert got == [torch_greedy(module, p, enc[i : i + 1], 200) for i, p in enumerate(prompts)]
+    # or one context per prompt, each with its batch axis of 1 or without it: stacked for us
+    per_stream = [{"encoder_out": enc[0:1].numpy()}, {"encoder_out": enc[1].numpy()},
+                  {"encoder_out": enc[2:3].numpy()}]  # fmt: skip
+    g = edgekit.load(bundle)
+    assert g.generate_batch(prompts, 200, temperature=0, context=per_stream) == got
+    assert g.generate("dd", 200, temperature=0, context=per_stream[1]) == got[1]
+    with pytest.raises(InputError, match="context: 2 streams' contexts for 3 streams"):
+        g.generate_batch(prompts, 5, context=per_stream[:2])
 
 
 def test_the_golden_rollout_keeps_its_context_and_check_replays_it(

@@ -280,3 +280,65 @@ def test_openvino_steps_the_step_only_bundle(mamba) -> None:
     g = edgekit.load(bundle, device="openvino", threads=1)
     assert g.generate("The cat", 100, temperature=0) == want  # the prompt fed by stepping
     assert g.check().passed
+
+
+class Mamba2Step(nn.Module):
+    """Mamba2's adapter: its cache holds conv (L, B, C, K) and ssm (L, B, heads, head_dim, N) as
+    single tensors. With its cache position pinned past the kernel, a longer call still runs and
+    broadcasts: only the torch-side comparison of one call against steps tells."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens, conv, ssm):
+        from transformers.models.mamba2.modeling_mamba2 import Mamba2Cache
+
+        cache = Mamba2Cache(self.lm.config, tokens.shape[0], dtype=torch.float32)
+        cache.conv_states, cache.ssm_states = conv.clone(), ssm.clone()
+        out = self.lm(
+            input_ids=tokens,
+            cache_params=cache,
+            use_cache=True,
+            cache_position=torch.tensor([KERNEL - 1]),
+        )
+        return out.logits, cache.conv_states, cache.ssm_states
+
+
+def test_mamba2_exports_its_step_alone_where_its_longer_call_is_not_its_steps(
+    tmp_path: Path,
+) -> None:
+    from transformers.models.mamba2.modeling_mamba2 import Mamba2Cache
+
+    import edgekit
+
+    config = transformers.Mamba2Config(
+        vocab_size=len(CHARS), hidden_size=WIDTH, state_size=STATE, num_hidden_layers=LAYERS,
+        conv_kernel=KERNEL, expand=2, num_heads=4, head_dim=16, n_groups=1, chunk_size=8,
+        pad_token_id=0, bos_token_id=0, eos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    lm = transformers.Mamba2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in lm.parameters():
+            if p.dim() > 1:
+                p.mul_(2)
+    empty = Mamba2Cache(config, 2, dtype=torch.float32)
+    axes = {n: {1: "batch"} for n in ("conv", "ssm", "conv_out", "ssm_out")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle, manifest = edgekit.export(
+            Mamba2Step(lm), (torch.zeros(2, 1, dtype=torch.long), empty.conv_states,
+                             empty.ssm_states), tmp_path / "mamba2",
+            input_names=["tokens", "conv", "ssm"], output_names=["logits", "conv_out", "ssm_out"],
+            dynamic_axes={"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"},
+                          **axes},
+            state_pairs=[("conv", "conv_out"), ("ssm", "ssm_out")], task="generate", vocab=CHARS,
+        )  # fmt: skip
+    assert "one-token calls" in manifest["exporter"]["step_only_why"]
+    want, *others = hf_texts(lm, ["The cat", "dog"], 200)
+    assert len(set(want)) > 5
+    g = edgekit.load(bundle)
+    assert g.generate("The cat", 200, temperature=0) == want
+    assert g.generate_batch(["The cat", "dog"], 200, temperature=0) == [want, *others]
+    assert g.check().passed

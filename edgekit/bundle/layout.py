@@ -8,7 +8,7 @@ the contract (`contract.layout()`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,7 +174,10 @@ class Layout:
             raise InputError(f"{wanted}; got {sorted(values)}")
         feeds = {}
         for spec, axis in self.context:
-            value = np.ascontiguousarray(values[spec.name], dtype=spec.dtype)
+            value = np.asarray(values[spec.name], dtype=spec.dtype)
+            if batch == 1 and value.ndim == len(spec.shape) - 1:  # one stream's, without the axis
+                value = np.expand_dims(value, axis)
+            value = np.ascontiguousarray(value)
             fits = value.ndim == len(spec.shape) and all(
                 isinstance(d, str) or value.shape[i] == d for i, d in enumerate(spec.shape)
             )
@@ -185,6 +188,25 @@ class Layout:
                 )
             feeds[spec.name] = value
         return feeds
+
+    def stacked_context(
+        self,
+        given: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]] | None,
+        batch: int,
+    ) -> dict[str, np.ndarray]:
+        """The context of `batch` streams from either form a caller has: one mapping, each value
+        already stacked along its batch axis, or one mapping per stream (each value with a batch
+        axis of 1, or without it), stacked here."""
+        if given is None or isinstance(given, Mapping):
+            return self.context_feeds(given, batch)
+        streams = list(given)
+        if len(streams) != batch:
+            raise InputError(f"context: {len(streams)} streams' contexts for {batch} streams")
+        parts = [self.context_feeds(one, 1) for one in streams]  # each checked on its own
+        return {
+            spec.name: np.concatenate([part[spec.name] for part in parts], axis=axis)
+            for spec, axis in self.context
+        }
 
     def take_context(
         self, context: dict[str, np.ndarray], rows: list[int]

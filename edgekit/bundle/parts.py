@@ -252,6 +252,7 @@ class ExporterRecord:
     opset: int
     requested: str = "auto"
     attempts: tuple[Mapping[str, Any], ...] = ()  # every exporter tried, with why it failed
+    step_only_why: str = ""  # why export chose the one-token step alone, where it was not asked
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ExporterRecord:
@@ -260,11 +261,15 @@ class ExporterRecord:
             int(doc.get("opset", 0)),
             str(doc.get("requested", "auto")),
             tuple(doc.get("attempts") or ()),
+            str(doc.get("step_only_why") or ""),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "opset": self.opset, "requested": self.requested,
-                "attempts": list(self.attempts)}  # fmt: skip
+        doc = {"name": self.name, "opset": self.opset, "requested": self.requested,
+               "attempts": list(self.attempts)}  # fmt: skip
+        if self.step_only_why:
+            doc["step_only_why"] = self.step_only_why
+        return doc
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ def export(
         typer.echo(f"note: {parity.real_data_note}")
     typer.echo(f"exporter: {used.name} (opset {used.opset})")
     if result.manifest.contract.step_only:
-        typer.echo("step-only: one token per call; prompts are fed by stepping")
+        why = f" ({used.step_only_why})" if used.step_only_why else ""
+        typer.echo(f"step-only: one token per call; prompts are fed by stepping{why}")
     typer.echo(f"bundle: {result.path}")
     if tensorrt:
         _build_engine(result.path, fp16, max_batch, max_seq, force=True)

@@ -44,6 +44,7 @@ from edgekit.exporters.plan import (
     plan_from_module,
     step_only_plan,
 )
+from edgekit.exporters.recurrence import sequence_is_not_steps
 from edgekit.exporters.refusal import Refusal, native_output_kept
 from edgekit.exporters.result import ExportOptions, ExportResult
 from edgekit.files import atomic_directory, check_writable, refuse_overlap
@@ -116,7 +117,8 @@ def export(
     from empty up to `max_length` positions. `step_only=True` exports the one-token step alone
     (time fixed at 1; the runtime feeds prompts by stepping): for a module whose step exports but
     whose prompt path does not (a Python loop over time). It is also chosen, and recorded, when no
-    exporter keeps a recurrent module's time axis dynamic but its step exports.
+    exporter keeps a recurrent module's time axis dynamic but its step exports, or when torch's
+    own T-token call is not its T one-token calls (exporters.recurrence).
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
@@ -148,6 +150,17 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
     check_writable(out)
     if options.step_only and not plan.contract.step_only:
         plan = step_only_plan(plan)  # raises for a module with no state to step
+    why_step_only = ""
+    if can_step_only(plan.contract):
+        stage("torch: the prompt in one call against one token per call")
+        apart = sequence_is_not_steps(plan, atol, rtol)
+        if apart is not None and exporter != "auto":
+            raise InputError(
+                f"{apart}; export the one-token step alone: step_only=True (--step-only)"
+            )
+        if apart is not None:
+            stage("exporting the one-token step alone (step-only): " + apart)
+            plan, why_step_only = step_only_plan(plan), apart
     candidates = usable_exporters(_candidates(exporter, plan.contract), opset)
     attempts: list[dict[str, Any]] = []
     refusal = Refusal(out)  # each refused candidate's reason, short and in full
@@ -161,6 +174,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
             stepped = step_only_plan(plan)
             exported = _first_passing(stepped, candidates, graph, options, refusal, attempts)
             plan = stepped if exported is not None else plan
+            why_step_only = "no exporter kept time dynamic (see the attempts)"
         if exported is None:
             tried = [a["exporter"] for a in attempts]
             hint = can_step_only(plan.contract) and exporter != "auto"
@@ -184,7 +198,7 @@ def write_bundle(plan: Plan, out: str | Path, options: ExportOptions | None = No
             described,
             tolerance=options.tolerance,
             exporter=ExporterRecord(
-                chosen, opset or DEFAULT_OPSET[chosen], exporter, tuple(attempts)
+                chosen, opset or DEFAULT_OPSET[chosen], exporter, tuple(attempts), why_step_only
             ),
             parity=ParityRecord(report.to_dict(), plan.real_note),
             golden=golden,

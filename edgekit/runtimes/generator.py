@@ -199,13 +199,14 @@ class Generator(SelfCheck):
         stop: str | Sequence[str] | None = None,
         *,
         options: Generation | None = None,
-        context: Mapping[str, np.ndarray] | None = None,
+        context: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]] | None = None,
     ) -> list[str]:
         """Advance many independent streams with one batched call per step.
 
         Prompts of different lengths are prefilled in groups of equal length (no padding, which
         would change a recurrent state), then every stream steps together. `context`: each
-        stream's context stacked along the batch axis (batch = len(prompts)).
+        stream's context, stacked along the batch axis (batch = len(prompts)), or a sequence of
+        one mapping per prompt, which is stacked here.
         """
         options = options or Generation(
             max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
@@ -234,13 +235,15 @@ class Generator(SelfCheck):
         return texts
 
     def _prefilled(
-        self, prompts: Sequence[str], context: Mapping[str, np.ndarray] | None = None
+        self,
+        prompts: Sequence[str],
+        context: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]] | None = None,
     ) -> Any:
         """A stepper of len(prompts) streams, each prefilled with its prompt."""
         encoded = [self.encode(p) for p in prompts]
         layout = self.backend.layout
         stepper = self.backend.stepper(len(prompts))
-        feeds = layout.context_feeds(context, len(prompts)) if context or layout.context else {}
+        feeds = layout.stacked_context(context, len(prompts)) if context or layout.context else {}
         if feeds:
             stepper.set_context(feeds)
         if self.backend.contract.growing:  # a KV cache: every stream must hold one length
