@@ -126,8 +126,13 @@ def test_check_replays_the_cached_rollout(decoder) -> None:
 def test_past_max_length_is_one_clear_error(decoder) -> None:
     _, bundle = decoder
     g = edgekit.load(bundle)
+    with pytest.raises(InputError, match=f"need {3 + MAX} positions; .* holds {MAX}"):
+        g.generate("abc", MAX)  # 3 + 256 positions: refused before a token is computed
+    session = g.session()
+    session.feed("abc" * 85)  # 255 positions
+    session.step(temperature=0)
     with pytest.raises(InputError, match=f"more than the {MAX} it was exported for"):
-        g.generate("abc", MAX)  # 3 + 256 positions
+        session.step(temperature=0)
     with pytest.raises(InputError, match="batches prompts of equal length"):
         g.generate_batch(["abc", "de"], 5)
 

@@ -117,6 +117,9 @@ class StatePair:
     # concat(past, new)), from empty up to max_length; None: the state keeps its shape
     grows: str | None = None
     max_length: int | None = None
+    # what generation does when the cache is full: "error" (refuse, before it starts, a request
+    # that would pass max_length) or "stop" (end the text there, as a length limit)
+    when_full: str = "error"
 
 
 @dataclass
@@ -218,6 +221,15 @@ class IOContract:
         """The state pairs that grow from call to call (KV caches)."""
         return [p for p in self.state if p.grows is not None]
 
+    def positions(self) -> tuple[int, str] | None:
+        """(the most positions a stream's growing state holds, what generation does when it is
+        full: "error" | "stop"), or None where every state keeps its shape."""
+        growing = self.growing
+        if not growing:
+            return None
+        most = min(p.max_length or 0 for p in growing)
+        return most, "stop" if all(p.when_full == "stop" for p in growing) else "error"
+
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """The initial state of `batch` streams: zeros, keyed by state input."""
         return {
@@ -274,6 +286,7 @@ class IOContract:
                     "shape": list(self.spec(p.input).shape),
                     "batch_axis": _role_index(self, self.spec(p.input), BATCH),
                     **({"grows": p.grows, "max_length": p.max_length} if p.grows else {}),
+                    **({"when_full": p.when_full} if p.grows and p.when_full != "error" else {}),
                 }
                 for p in self.state
             ],
@@ -290,10 +303,9 @@ class IOContract:
             rng = tuple(d["range"]) if d.get("range") is not None else None
             return TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), rng)
 
+        optional = ("init", "grows", "max_length", "when_full")  # absent: the defaults
         state = [
-            StatePair(
-                s["input"], s["output"], s.get("init", "zeros"), s.get("grows"), s.get("max_length")
-            )
+            StatePair(s["input"], s["output"], **{k: s[k] for k in optional if k in s})
             for s in manifest["state"]
         ]
         axes = {

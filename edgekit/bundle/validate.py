@@ -19,6 +19,7 @@ from edgekit.preprocess import image_spec_problems
 TASKS = ("classify", "regress", "generate", "generic")
 VARIANT_PRECISIONS = ("int8", "fp16", "bf16")
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")  # ORT's, as variants name them
+WHEN_FULL = ("error", "stop")  # what generation does when a growing state (a KV cache) is full
 
 # key -> (python types it may have, required)
 FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -115,6 +116,8 @@ def problems(manifest: Mapping[str, Any], bundle: Path | None) -> list[str]:
             or not isinstance(s.get("output"), str)
         ):
             found.append(f"state[{i}] must name an input and an output")
+        elif s.get("when_full", "error") not in WHEN_FULL:
+            found.append(f"state[{i}].when_full is {s['when_full']!r}; expected one of {WHEN_FULL}")
     names = {t.get("name") for t in manifest.get("inputs") or [] if isinstance(t, dict)}
     for name in manifest.get("context") or []:
         if name not in names:

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from edgekit.bundle.io import Axis, IOContract, StatePair, TensorSpec, with_range
+from edgekit.bundle.io import Axis, IOContract, TensorSpec, with_range
 from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
+from edgekit.exporters.state_pairs import declared_pairs
 
 TASKS = ("generic", "classify", "regress", "generate")
 
@@ -148,6 +149,8 @@ class Declarations:
     context: Sequence[str] | None = None
     # a state that grows by each call's time length (a KV cache) holds at most this many positions
     max_length: int | None = None
+    # generation that would pass max_length: "error" (refused before it starts) or "stop" (ends)
+    when_full: str = "error"
     # export the one-token step alone (time fixed at 1): prompts are fed by stepping
     step_only: bool = False
 
@@ -207,14 +210,7 @@ def describe_module(
             extra["example"] = size  # trace at the user's own size, where it is usable
         axis_specs[dim] = Axis.named(dim, **extra)
 
-    pairs = [StatePair(i, o) for i, o in (state_pairs or [])]
-    for p in pairs:
-        if p.input not in inputs or p.output not in outs:
-            raise InputError(
-                f"state pair ({p.input!r}, {p.output!r}): the first must be an input {in_names}, "
-                f"the second an output {out_names}"
-            )
-    pairs = [_grown(p, inputs, outs, in_specs, declared.max_length) for p in pairs]
+    pairs = declared_pairs(state_pairs, inputs, outs, in_specs, declared)
     state_inputs = {p.input for p in pairs}
     context = list(declared.context or [])
     if context and not pairs:
@@ -266,35 +262,6 @@ def describe_module(
                 "dynamic_axes: each stream has its own"
             )
     return FlatIO(module, in_spec), contract
-
-
-def _grown(
-    pair: StatePair,
-    inputs: Mapping[str, Any],
-    outs: Mapping[str, Any],
-    in_specs: Sequence[TensorSpec],
-    max_length: int | None,
-) -> StatePair:
-    """The pair as given when its output feeds the next call's input as it is; else a growing
-    pair (a KV cache: one dynamic axis longer in the output by the call's length)."""
-    got, given = list(inputs[pair.input].shape), list(outs[pair.output].shape)
-    if got == given:
-        return pair
-    spec = next(s for s in in_specs if s.name == pair.input)
-    differ = [i for i, (a, b) in enumerate(zip(got, given, strict=False)) if a != b]
-    grows = spec.shape[differ[0]] if len(differ) == 1 and len(got) == len(given) else None
-    if not isinstance(grows, str) or given[differ[0]] < got[differ[0]]:
-        raise InputError(
-            f"state pair {pair.input} -> {pair.output}: shapes {got} and {given} differ; the "
-            "output must feed the next call's input as it is, or grow along one dynamic axis by "
-            "the call's length (a KV cache, with max_length=N)"
-        )
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-        raise InputError(
-            f"state pair {pair.input} -> {pair.output} grows along {grows!r}: declare "
-            f"max_length=N, the most positions it may hold, got {max_length!r}"
-        )
-    return StatePair(pair.input, pair.output, grows=grows, max_length=max_length)
 
 
 def _missing_role(contract: IOContract, role: str, axis_specs: Mapping[str, Any]) -> str:

@@ -91,6 +91,7 @@ def export(
     preprocess: dict[str, Any] | None = None,
     context: list[str] | None = None,
     max_length: int | None = None,
+    when_full: str = "error",
     step_only: bool = False,
     exporter: str = "auto",
     opset: int | None = None,
@@ -114,18 +115,20 @@ def export(
     names inputs that are not state but are read by every step, one value per stream (a
     decoder's encoder outputs): the Generator takes them once per stream. A state pair whose
     output is its input grown by the call's length along one dynamic axis (a KV cache) is held
-    from empty up to `max_length` positions. `step_only=True` exports the one-token step alone
-    (time fixed at 1; the runtime feeds prompts by stepping): for a module whose step exports but
-    whose prompt path does not (a Python loop over time). It is also chosen, and recorded, when no
-    exporter keeps a recurrent module's time axis dynamic but its step exports, or when torch's
-    own T-token call is not its T one-token calls (exporters.recurrence).
+    from empty up to `max_length` positions; generation that would pass them is refused before it
+    starts (`when_full="error"`) or ends there (`when_full="stop"`). `step_only=True` exports
+    the one-token step alone (time fixed at 1; the runtime feeds prompts by stepping): for a
+    module whose step exports but whose prompt path does not (a Python loop over time). It is
+    also chosen, and recorded, when no exporter keeps a recurrent module's time axis dynamic but
+    its step exports, or when torch's own T-token call is not its T one-token calls
+    (exporters.recurrence).
 
     Returns an ExportResult (`.bundle`, `.manifest`, `.report`), which also unpacks as
     `(path, manifest document)`.
     """
     declared = Declarations(
         input_names, output_names, dynamic_axes, state_pairs, axes, int_ranges,
-        task, labels, vocab, preprocess, context, max_length, step_only,
+        task, labels, vocab, preprocess, context, max_length, when_full, step_only,
     )  # fmt: skip
     plan = plan_from_module(module, example_inputs, declared)
     options = ExportOptions(exporter, opset, Tolerance(atol, rtol), force, steps)

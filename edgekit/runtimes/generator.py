@@ -112,6 +112,29 @@ class Generator(SelfCheck):
             )
         return np.fromiter((index[ch] for ch in text), dtype=np.int64, count=len(text))
 
+    def new_tokens(self, prompt_tokens: int, asked: int) -> int:
+        """How many tokens to generate after a prompt: `asked`, unless a growing state (a KV
+        cache) would pass its max_length; then as many as it holds where the bundle was exported
+        with when_full="stop", else one clear error before anything is computed."""
+        limit = self.backend.contract.positions()
+        if limit is None:
+            return asked
+        most, when_full = limit
+        room = most - prompt_tokens
+        if room < 0:
+            raise InputError(
+                f"the prompt has {prompt_tokens} tokens, more than the {most} positions this "
+                "bundle's KV cache holds (max_length)"
+            )
+        if asked > room and when_full == "error":
+            raise InputError(
+                f"a prompt of {prompt_tokens} tokens and {asked} new tokens need "
+                f"{prompt_tokens + asked} positions; this bundle's KV cache holds {most} "
+                f"(max_length): ask for at most {room} new tokens, or export with "
+                "when_full='stop' to end the text there"
+            )
+        return min(asked, room)
+
     def session(
         self, seed: int | None = None, context: Mapping[str, np.ndarray] | None = None
     ) -> GenerationSession:
@@ -150,10 +173,10 @@ class Generator(SelfCheck):
         stops: list[str],
         context: Mapping[str, np.ndarray] | None = None,
     ) -> Iterator[str]:
+        max_new_tokens = self.new_tokens(len(prompt), options.max_new_tokens)
         session = self.session(options.seed, context)
         session.feed(prompt)
         decoder = Decoder(session._stepper, options.sampling, session._rng, stops, self.vocabulary)
-        max_new_tokens = options.max_new_tokens
         matcher, vocab, tokens = decoder.matcher, self.vocab, decoder.tokens
         hold = matcher.window - 1 if matcher.active else 0
         for produced in range(1, max_new_tokens + 1):
@@ -212,7 +235,8 @@ class Generator(SelfCheck):
             max_new_tokens, Sampling(temperature, top_k, top_p), seed, stop
         )
         stops = options.stops()
-        max_new_tokens = options.max_new_tokens
+        longest = max((len(p) for p in prompts), default=0)
+        max_new_tokens = self.new_tokens(longest, options.max_new_tokens)
         if not prompts or not max_new_tokens:
             return [""] * len(prompts)
         stepper = self._prefilled(prompts, context)

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.parity import error_line
 from edgekit.runtimes.decode import Generation, Sampling
 from edgekit.serve import fields
 from edgekit.serve.generations import Generations
@@ -130,14 +131,26 @@ async def generate_events(
     model: Any, body: bytes, generations: Generations
 ) -> AsyncGenerator[bytes, None]:
     """Server-sent events of a streamed generation. A bad request, or a full server, raises with
-    the first event, before the response starts."""
+    the first event, before the response starts; a failure once it has started ends the stream
+    with one event {"error": ...}, as Triton's generate_stream does (its status is already sent)."""
     generator, prompt, options, context = _request_with_context(model, body, model.options)
-    async with contextlib.aclosing(
-        generations.chunks(generator, prompt, options, context)
-    ) as chunks:
-        async for chunk in chunks:
-            for ch in chunk:
-                yield _event(model, ch)
+    started = False
+    try:
+        async with contextlib.aclosing(
+            generations.chunks(generator, prompt, options, context)
+        ) as chunks:
+            async for chunk in chunks:
+                for ch in chunk:
+                    yield _event(model, ch)
+                    started = True
+    except Exception as exc:
+        if not started:
+            raise
+        message = str(exc) if isinstance(exc, InputError) else error_line(exc)
+        if not isinstance(exc, InputError):  # ours, not the request's: keep the traceback
+            log.exception("a generate_stream failed after it started")
+        yield f"data: {json.dumps({'error': message})}\n\n".encode()
+        return
     yield _event(model, "", done=True)
 
 
