@@ -1,7 +1,9 @@
 """Context inputs: a seq2seq GRU decoder that attends over its encoder's outputs at every step
 exports with `context=["encoder_out"]`, and generates text equal to a torch greedy loop for 200
 tokens through `generate`, a session and `generate_batch`; `edgekit check` replays its rollout
-with the context the golden records kept."""
+with the context the golden records kept. A decoder in the shape of the PyTorch seq2seq
+tutorial's (its hidden state the attention query) cannot take a prompt in one call: export finds
+that on torch and exports its step alone, with the same results."""
 
 from __future__ import annotations
 
@@ -36,6 +38,15 @@ class AttentionDecoder(nn.Module):
         return self.head(torch.cat([y, weights @ encoder_out], dim=-1)) * 4, h
 
 
+DECLARED = dict(
+    input_names=["tokens", "h", "encoder_out"], output_names=["logits", "h_out"],
+    dynamic_axes={"tokens": {0: "batch", 1: "time"}, "h": {1: "batch"},
+                  "encoder_out": {0: "batch", 1: "source"},
+                  "logits": {0: "batch", 1: "time"}, "h_out": {1: "batch"}},
+    state_pairs=[("h", "h_out")], context=["encoder_out"], task="generate", vocab=CHARS,
+)  # fmt: skip
+
+
 def torch_greedy(module: nn.Module, prompt: str, encoder_out: torch.Tensor, steps: int) -> str:
     ids = torch.tensor([[CHARS.index(c) for c in prompt]])
     h = torch.zeros(1, 1, H)
@@ -55,13 +66,8 @@ def decoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
     module = AttentionDecoder().eval()
     example = (torch.zeros(2, 3, dtype=torch.long), torch.zeros(1, 2, H), torch.randn(2, 5, H))
     bundle, _ = edgekit.export(
-        module, example, tmp_path_factory.mktemp("ctx") / "decoder",
-        input_names=["tokens", "h", "encoder_out"], output_names=["logits", "h_out"],
-        dynamic_axes={"tokens": {0: "batch", 1: "time"}, "h": {1: "batch"},
-                      "encoder_out": {0: "batch", 1: "source"},
-                      "logits": {0: "batch", 1: "time"}, "h_out": {1: "batch"}},
-        state_pairs=[("h", "h_out")], context=["encoder_out"], task="generate", vocab=CHARS,
-    )  # fmt: skip
+        module, example, tmp_path_factory.mktemp("ctx") / "decoder", **DECLARED
+    )
     return module, bundle
 
 
@@ -238,3 +244,58 @@ def test_quantize_gates_a_variant_on_the_golden_rollout(decoder, tmp_path: Path)
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     assert quantize_bundle(copy, "fp16")["gates"]["passed"]
+
+
+class QueryByHidden(nn.Module):
+    """tokens (B, T), h (1, B, H), encoder_out (B, S, H) -> logits (B, T, V), h: the step of the
+    PyTorch seq2seq tutorial's decoder, in its shape. Additive (Bahdanau) attention takes the
+    hidden state as its query, and the GRU reads the token with the attended context, so a call
+    of T > 1 tokens cannot be T steps (its one context does not concatenate with T tokens)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(len(CHARS), H)
+        self.query, self.key, self.score = nn.Linear(H, H), nn.Linear(H, H), nn.Linear(H, 1)
+        self.gru = nn.GRU(2 * H, H, batch_first=True)
+        self.head = nn.Linear(H, len(CHARS))
+
+    def forward(self, tokens, h, encoder_out):
+        energy = torch.tanh(self.query(h.transpose(0, 1)) + self.key(encoder_out))  # (B, S, H)
+        weights = torch.softmax(self.score(energy).transpose(1, 2), dim=-1)  # (B, 1, S)
+        read = torch.cat([self.embed(tokens), weights @ encoder_out], dim=-1)  # (B, 1, 2H)
+        y, h = self.gru(read, h)
+        return self.head(y) * 4, h
+
+
+def test_the_tutorials_decoder_step_exports_as_a_step(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    module = QueryByHidden().eval()
+    with torch.no_grad():  # random weights at a scale where greedy text varies
+        for p in module.parameters():
+            if p.dim() > 1:
+                p.mul_(4)
+    example = (torch.zeros(2, 1, dtype=torch.long), torch.zeros(1, 2, H), torch.randn(2, 5, H))
+    bundle, manifest = edgekit.export(module, example, tmp_path / "tutorial", **DECLARED)
+    assert "16-token prompt fed in one call" in manifest["exporter"]["step_only_why"]
+
+    def stepped(prompt: str, encoder_out: torch.Tensor, steps: int) -> str:
+        h, out = torch.zeros(1, 1, H), []
+        with torch.no_grad():
+            for c in prompt:
+                logits, h = module(torch.tensor([[CHARS.index(c)]]), h, encoder_out)
+            for _ in range(steps):
+                out.append(CHARS[int(logits[0, -1].argmax())])
+                logits, h = module(torch.tensor([[CHARS.index(out[-1])]]), h, encoder_out)
+        return "".join(out)
+
+    enc = encoder_outputs(2, 5)
+    want = [stepped(p, enc[i : i + 1], 200) for i, p in enumerate(["abc", "dd"])]
+    assert len(set(want[0])) > 3
+    g = edgekit.load(bundle)
+    assert g.generate("abc", 200, temperature=0, context={"encoder_out": enc[0].numpy()}) == want[0]
+    session = g.session(context={"encoder_out": enc[1:2].numpy()})
+    session.feed("dd")
+    assert "".join(session.step(temperature=0) for _ in range(200)) == want[1]
+    got = g.generate_batch(["abc", "dd"], 200, temperature=0, context={"encoder_out": enc.numpy()})
+    assert got == want
+    assert g.check().passed
