@@ -123,3 +123,47 @@ def test_edgekit_serve_generates_with_the_transformers_decoder(gpt2) -> None:
     finally:
         conn.close()
         server.should_exit = True
+
+
+def test_model_outputs_flatten_by_field_and_a_cache_object_names_the_adapter(tmp_path) -> None:
+    """transformers' outputs (ModelOutput, registered with torch's pytree without key paths)
+    export with their fields as names; a cache object in or out is one line pointing to the
+    adapter, not the pytree's own ValueError."""
+    import numpy as np
+
+    import edgekit
+    from edgekit.errors import InputError
+
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    bert = transformers.BertForSequenceClassification(config).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle, manifest = edgekit.export(
+            bert, (torch.randint(0, 50, (2, 7)),), tmp_path / "bert",
+            input_names=["ids"], dynamic_axes={"ids": {0: "batch", 1: "seq"}},
+        )  # fmt: skip
+    assert [o["name"] for o in manifest["outputs"]] == ["output.logits"]
+    ids = np.random.default_rng(0).integers(0, 50, (3, 9))
+    with torch.no_grad():
+        want = bert(torch.from_numpy(ids)).logits.numpy()
+    got = edgekit.load(bundle).backend.run({"ids": ids})["output.logits"]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+    from transformers.cache_utils import DynamicCache
+
+    past = torch.zeros(2, HEADS, 4, WIDTH // HEADS)
+    cache = DynamicCache.from_legacy_cache(((past, past), (past, past)))
+    for example, where in (
+        ((torch.zeros(2, 3, dtype=torch.long), cache), "input input.1"),
+        ((torch.zeros(2, 3, dtype=torch.long),), "output output.past_key"),
+    ):
+        with warnings.catch_warnings(), pytest.raises(InputError) as refused:
+            warnings.simplefilter("ignore")
+            edgekit.export(tiny_gpt2(), example, tmp_path / "raw", task="generic")
+        line = str(refused.value)
+        assert line.startswith(where) and "is a DynamicCache, not a tensor" in line, line
+        assert "adapter" in line and "\n" not in line

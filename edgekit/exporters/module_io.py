@@ -55,14 +55,38 @@ def _path_name(root: str, path: Sequence[Any]) -> str:
 
 def _flatten(tree: Any, root: str, what: str) -> tuple[list[str], list[torch.Tensor], Any]:
     """(default names, tensors, spec) of a pytree; a leaf that is not a tensor is bad input."""
-    leaves, spec = pytree.tree_flatten_with_path(tree)
+    try:
+        leaves, spec = pytree.tree_flatten_with_path(tree)
+    except ValueError:  # a node registered without key paths (transformers' ModelOutput)
+        leaves, spec = pytree.tree_flatten_with_path(_plain(tree))
     names = [_path_name(root, path) for path, _ in leaves]
     for name, (_, leaf) in zip(names, leaves, strict=True):
         if not isinstance(leaf, torch.Tensor):
-            raise InputError(f"{what} {name} is a {type(leaf).__name__}, not a tensor")
+            kind = type(leaf).__name__
+            raise InputError(
+                f"{what} {name} is a {kind}, not a tensor: inputs and outputs are tensors, or "
+                f"tuples, lists and dicts of them; wrap the module so the {kind} goes in and out "
+                "as tensors"
+                + (
+                    " (a cache object: see the adapter in the README's growing-state and "
+                    "step-only sections)"
+                    if kind.endswith("Cache")
+                    else ""
+                )
+            )
     if not leaves:
         raise InputError(f"the module's {what}s contain no tensor")
     return names, [leaf for _, leaf in leaves], spec
+
+
+def _plain(tree: Any) -> Any:
+    """`tree` with every mapping a plain dict (its keys in order) and every tuple or list rebuilt,
+    so each leaf has a key path."""
+    if isinstance(tree, Mapping):
+        return {key: _plain(value) for key, value in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_plain(value) for value in tree) if type(tree) in (tuple, list) else tree
+    return tree
 
 
 def _names(given: Sequence[str] | None, default: list[str], what: str) -> list[str]:
