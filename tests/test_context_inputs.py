@@ -299,3 +299,12 @@ def test_the_tutorials_decoder_step_exports_as_a_step(tmp_path: Path) -> None:
     got = g.generate_batch(["abc", "dd"], 200, temperature=0, context={"encoder_out": enc.numpy()})
     assert got == want
     assert g.check().passed
+
+
+def test_device_auto_steps_context_inputs_on_onnx_runtime(decoder: tuple[nn.Module, Path]) -> None:
+    module, bundle = decoder
+    g = edgekit.load(bundle, device="auto")
+    assert g.backend.name == "ort-cpu"  # OpenVINO does not step bundles with context inputs
+    enc = encoder_outputs(1, 1)
+    got = g.generate("abc", 30, temperature=0, context={"encoder_out": enc.numpy()})
+    assert got == torch_greedy(module, "abc", enc, 30)

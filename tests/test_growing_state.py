@@ -278,3 +278,15 @@ def test_the_public_binding_calls_step_alike(decoder) -> None:
     want, got = trace(backend.stepper(1), prompt, 50), trace(public, prompt, 50)
     assert (want.tokens == got.tokens).all()
     np.testing.assert_allclose(got.logits, want.logits, rtol=1e-6, atol=1e-6)
+
+
+def test_device_auto_steps_a_growing_state_on_onnx_runtime(decoder) -> None:
+    from edgekit.runtimes.choice import cpu_backend
+
+    module, bundle = decoder
+    g = edgekit.load(bundle, device="auto")
+    assert g.backend.name == "ort-cpu"  # OpenVINO does not step a growing state
+    assert g.generate("abc", 30, temperature=0) == torch_greedy(module, "abc", 30)
+    choice = cpu_backend(bundle, g.manifest, None, measure=True)
+    assert choice["backend"] == "ort-cpu"
+    assert any(reason in choice["why"] for reason in ("growing state", "not installed"))

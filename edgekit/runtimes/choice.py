@@ -42,6 +42,9 @@ def cpu_backend(
     cached decision is reused unless `measure`."""
     if registry.get(PEER).unavailable(bundle, manifest) is not None:
         return {"backend": DEFAULT, "precision": "auto", "why": f"{PEER} is not installed"}
+    if manifest.recurrent and (manifest.contract.context or manifest.contract.growing):
+        why = f"{PEER} does not step bundles with context inputs or growing state"
+        return {"backend": DEFAULT, "precision": "auto", "why": why}
     key = _key(manifest, threads)
     try:
         cached = cache_dir(bundle) / "cpu-backend.json"
