@@ -308,3 +308,24 @@ def test_device_auto_steps_context_inputs_on_onnx_runtime(decoder: tuple[nn.Modu
     enc = encoder_outputs(1, 1)
     got = g.generate("abc", 30, temperature=0, context={"encoder_out": enc.numpy()})
     assert got == torch_greedy(module, "abc", enc, 30)
+
+
+def test_edgekit_generate_reads_the_context_from_an_npz(
+    decoder: tuple[nn.Module, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    module, bundle = decoder
+    enc = encoder_outputs(1, 4)
+    np.savez(tmp_path / "one.npz", encoder_out=enc[0].numpy())  # the batch axis left out
+    np.savez(tmp_path / "wrong.npz", encoder=enc.numpy())
+    args = ["generate", str(bundle), "--prompt", "abc", "--max-new-tokens", "40", "--temperature"]
+    result = CliRunner().invoke(app, [*args, "0", "--context", str(tmp_path / "one.npz")])
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip("\n") == "abc" + torch_greedy(module, "abc", enc, 40)
+    for given in (["--context", str(tmp_path / "wrong.npz")], []):
+        refused = CliRunner().invoke(app, [*args, "0", *given])
+        assert refused.exit_code == 2 and "--context FILE.npz" in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1

@@ -167,7 +167,8 @@ class Layout:
         if set(values) != set(names):
             wanted = (
                 f"this bundle reads the context {names} at every step: give it when the stream "
-                "starts (session(context=...), generate(..., context=...))"
+                "starts (session(context=...), generate(..., context=...), edgekit generate --context "
+                "FILE.npz)"
                 if names
                 else "this bundle takes no context"
             )

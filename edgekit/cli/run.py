@@ -208,16 +208,26 @@ def generate(
         bool,
         typer.Option("--json", help="print {prompt, text, ...} as JSON once done (not streamed)"),
     ] = False,
+    context: Annotated[
+        Path | None,
+        typer.Option(
+            help="an .npz of the stream's context inputs by name (a bundle exported with "
+            "context=[...], e.g. a decoder's encoder outputs)",
+            metavar="FILE.npz",
+        ),
+    ] = None,
 ) -> None:
     """Generate text with a recurrent bundle (torch-free): prints the prompt, then the continuation."""
+    from edgekit.cli.tensors import read_arrays
     from edgekit.runtimes.decode import Generation, Sampling
 
     model = load_bundle(bundle, device, precision)
     if model.task != "generate":
         fail(f"{bundle} is a {model.task} bundle; generate needs a generation bundle", 2)
     options = Generation(max_new_tokens, Sampling(temperature, top_k, top_p), seed)
+    given = read_arrays(context, "--context") if context is not None else None
     if as_json:
-        text = model.generate(prompt, options=options)
+        text = model.generate(prompt, options=options, context=given)
         asked = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
                  "top_p": top_p, "seed": seed}  # fmt: skip
         print_json(
@@ -226,8 +236,8 @@ def generate(
         return
     if stream:
         typer.echo(prompt, nl=False)
-        for ch in model.stream(prompt, options=options):
+        for ch in model.stream(prompt, options=options, context=given):
             typer.echo(ch, nl=False)
         typer.echo()
     else:
-        typer.echo(prompt + model.generate(prompt, options=options))
+        typer.echo(prompt + model.generate(prompt, options=options, context=given))

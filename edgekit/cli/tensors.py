@@ -66,7 +66,7 @@ def run_tensors(
 
         loaded = load(model, device=device, precision=precision)
         backend, tolerance = loaded.backend, loaded.manifest.tolerance
-    expected = _read_expected(expect) if expect is not None else None
+    expected = read_arrays(expect, "--expect") if expect is not None else None
     contract = backend.contract
     feeds = _read_inputs(input, contract) if input else _random(contract, seed)
     outputs = backend.run(feeds)
@@ -118,14 +118,18 @@ def run_tensors(
             raise typer.Exit(1)
 
 
-def _read_expected(path: Path) -> dict[str, np.ndarray]:
+def read_arrays(path: Path, option: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz by name; a missing or unreadable file is one InputError naming
+    `option`."""
     from edgekit.errors import InputError
 
+    if not path.is_file():
+        raise InputError(f"{option} not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as stored:
             return {k: stored[k] for k in stored.files}
     except (OSError, ValueError) as exc:
-        raise InputError(f"--expect {path} is not an .npz of arrays ({exc})") from None
+        raise InputError(f"{option} {path} is not an .npz of arrays ({exc})") from None
 
 
 def _read_inputs(path: Path, contract: Any) -> dict[str, np.ndarray]:
