@@ -107,3 +107,16 @@ def test_a_faithful_module_keeps_its_sequence_graph(tmp_path: Path) -> None:
     assert edgekit.load(bundle).generate("abc", 40, temperature=0) == stepped_greedy(
         module, "abc", 40
     )
+
+
+def test_a_tight_tolerance_does_not_read_reordering_noise_as_a_difference(tmp_path: Path) -> None:
+    from edgekit.exporters.module_io import Declarations
+    from edgekit.exporters.plan import plan_from_module
+    from edgekit.exporters.recurrence import sequence_is_not_steps
+
+    torch.manual_seed(0)
+    plan = plan_from_module(Faithful().eval(), example(), Declarations(**declared()))
+    assert sequence_is_not_steps(plan, atol=1e-9, rtol=0.0) is None
+    torch.manual_seed(0)
+    pinned = plan_from_module(PinnedStep().eval(), example(), Declarations(**declared()))
+    assert "is not 16 one-token calls" in (sequence_is_not_steps(pinned, 1e-9, 0.0) or "")
