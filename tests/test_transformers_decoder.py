@@ -1,7 +1,8 @@
 """A transformers decoder with its KV cache: GPT-2 from a tiny config with random weights, through
 the documented adapter (the cache in and out as tensors, rebuilt as transformers' DynamicCache
 inside), exports as a growing state and generates text equal to transformers' own cached greedy
-loop for 200 tokens through `generate`, a session, `generate_batch` and `edgekit check`."""
+loop for 200 tokens through `generate`, a session, `generate_batch` and `edgekit check`; so does
+Llama (rotary positions, grouped-query attention) through the same adapter."""
 
 from __future__ import annotations
 
@@ -167,3 +168,39 @@ def test_model_outputs_flatten_by_field_and_a_cache_object_names_the_adapter(tmp
         line = str(refused.value)
         assert line.startswith(where) and "is a DynamicCache, not a tensor" in line, line
         assert "adapter" in line and "\n" not in line
+
+
+def test_llama_with_grouped_query_attention_generates_as_its_own_cached_loop(tmp_path) -> None:
+    """The same adapter on Llama (rotary positions, 4 query heads over 2 key/value heads): the
+    cache holds the 2 key/value heads, and the text equals transformers' own cached loop."""
+    import edgekit
+
+    config = transformers.LlamaConfig(
+        vocab_size=len(CHARS), hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=LAYERS,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    lm = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # random weights at a scale where greedy text varies
+        for p in lm.parameters():
+            if p.dim() > 1:
+                p.mul_(10)
+    names = [(f"{kv}{i}", f"present_{kv}{i}") for i in range(LAYERS) for kv in "kv"]
+    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    axes |= {i: {0: "batch", 2: "past"} for i, _ in names}
+    axes |= {o: {0: "batch", 2: "total"} for _, o in names}
+    past = torch.zeros(2, 2, 4, WIDTH // 4)  # (B, key/value heads, P, head size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle, _ = edgekit.export(
+            WithPast(lm), (torch.zeros(2, 3, dtype=torch.long), *[past] * 4), tmp_path / "llama",
+            input_names=["tokens", *(i for i, _ in names)],
+            output_names=["logits", *(o for _, o in names)], dynamic_axes=axes,
+            state_pairs=names, max_length=256, task="generate", vocab=CHARS,
+        )  # fmt: skip
+        want, *others = [hf_greedy(lm, p, 200) for p in ("abc", "dea", "ppp")]
+    assert len(set(want)) > 5
+    g = edgekit.load(bundle)
+    assert g.generate("abc", 200, temperature=0) == want
+    assert g.generate_batch(["abc", "dea", "ppp"], 200, temperature=0) == [want, *others]
+    assert g.check().passed
