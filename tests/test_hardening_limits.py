@@ -50,7 +50,9 @@ def test_a_tiny_temperature_generates_greedy_text(tiny_bundles: dict[str, Path])
     [("max_wait_ms", math.inf, "--max-wait-ms"), ("max_wait_ms", math.nan, "--max-wait-ms"),
      ("sequence_timeout_s", math.inf, "--sequence-timeout"),
      ("sequence_timeout_s", math.nan, "--sequence-timeout"), ("max_batch", 10**12, "--max-batch"),
-     ("max_sequences", 10**12, "--max-sequences")],
+     ("max_sequences", 10**12, "--max-sequences"),
+     ("header_timeout_s", math.nan, "--header-timeout"), ("header_timeout_s", 0, "--header-timeout"),
+     ("max_connections", 0, "--max-connections")],
 )  # fmt: skip
 def test_infinite_or_huge_server_options_are_refused(option: str, value: float, message: str):
     from edgekit.serve.models import ServeOptions
@@ -59,7 +61,9 @@ def test_infinite_or_huge_server_options_are_refused(option: str, value: float, 
         ServeOptions(**{option: value}).check()  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("flag", ["--max-wait-ms=inf", "--sequence-timeout=inf"])
+@pytest.mark.parametrize(
+    "flag", ["--max-wait-ms=inf", "--sequence-timeout=inf", "--header-timeout=inf"]
+)
 def test_the_serve_command_refuses_infinite_options_in_one_line(
     tiny_bundles: dict[str, Path], flag: str
 ) -> None:

@@ -31,13 +31,16 @@ def start_server(bundles: list[tuple[str, Path]], **options: Any) -> tuple[str, 
     import uvicorn
 
     from edgekit.serve.app import create_app
+    from edgekit.serve.connections import server_settings
     from edgekit.serve.models import ServeOptions
 
     app = create_app(bundles, ServeOptions(**options))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    settings = server_settings(ServeOptions(**options))  # as `edgekit serve` runs uvicorn
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **settings)
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started:

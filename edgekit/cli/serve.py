@@ -44,6 +44,15 @@ def serve(
         int, typer.Option(help="generations running at once (then 429)")
     ] = 64,
     max_body_mb: Annotated[int, typer.Option(help="MiB in one request body (then 413)")] = 64,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            help="seconds a request's line and headers may take (then the connection closes)"
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(help="connections served at once (then 503)")
+    ] = 1024,
     log_level: Annotated[
         str,
         typer.Option(help="warning, or info: also evictions, refusals (429) and clients that left"),
@@ -59,16 +68,19 @@ def serve(
     """Serve bundles on the KServe v2 REST protocol: health, metadata, infer (batched; recurrent
     models keep state per sequence_id) and text generation with server-sent events."""
     from edgekit._optional import require
-    from edgekit.serve.app import create_app
-    from edgekit.serve.models import ServeOptions, parse_bundle_arg
 
     uvicorn = require("uvicorn", "edgekit serve (pip install 'edgekit-ml[serve]')")
+    from edgekit.serve.app import create_app
+    from edgekit.serve.connections import server_settings
+    from edgekit.serve.models import ServeOptions, parse_bundle_arg
+
     limits = {"max_tokens": max_tokens, "max_prompt": max_prompt, "max_body_mb": max_body_mb}
     if generation_threads is not None:
         limits["generation_threads"] = generation_threads
     options = ServeOptions(
         max_batch, max_wait_ms, max_sequences, sequence_timeout, device, threads, precision,
-        max_generations=max_generations, **limits,
+        max_generations=max_generations, header_timeout_s=header_timeout,
+        max_connections=max_connections, **limits,
     )  # fmt: skip
     _check_address(host, port)
     if log_level not in ("warning", "info"):
@@ -80,8 +92,8 @@ def serve(
     ]
     typer.echo(f"serving {', '.join(served)} on http://{host}:{port}/v2")
     _log_at(log_level)
-    # open streams and slow clients do not hold a stopping server for more than 5 s
-    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    settings = server_settings(options)  # head deadline, connection limit, a 5 s stop
+    uvicorn.run(application, host=host, port=port, log_level="warning", **settings)
 
 
 def _check_address(host: str, port: int) -> None:

@@ -25,6 +25,8 @@ MAX_SEQUENCES = 1_000_000
 MAX_IDLE_S = 86_400.0  # a sequence idle for a day is evicted, whatever was asked
 MAX_PROMPT = 1 << 20  # characters; prefill runs in bounded chunks, but time grows with length
 MAX_GENERATIONS = 4096
+MAX_HEADER_S = 3600.0  # seconds a request's head may take, at most
+MAX_CONNECTIONS = 65_536
 
 
 def half_the_cores() -> int:
@@ -46,6 +48,8 @@ class ServeOptions:
     max_generations: int = 64  # generations live at once (then 429)
     generation_threads: int = field(default_factory=half_the_cores)
     max_body_mb: int = 64  # MiB in one request body (then 413), as Triton's HTTP default
+    header_timeout_s: float = 10.0  # a request's head must arrive within this (then closed)
+    max_connections: int = 1024  # connections served at once (then 503)
 
     def check(self) -> None:
         """Every option finite and within what a server can honour (NaN and inf refused)."""
@@ -55,6 +59,7 @@ class ServeOptions:
             ("--max-generations", self.max_generations, MAX_GENERATIONS),
             ("--generation-threads", self.generation_threads, 256),
             ("--max-body-mb", self.max_body_mb, 1024),
+            ("--max-connections", self.max_connections, MAX_CONNECTIONS),
         ):
             if not 1 <= value <= top:
                 raise InputError(f"{flag} must be 1 .. {top}, got {value}")
@@ -68,6 +73,11 @@ class ServeOptions:
         if not 1 <= self.max_sequences <= MAX_SEQUENCES:
             raise InputError(
                 f"--max-sequences must be 1 .. {MAX_SEQUENCES}, got {self.max_sequences}"
+            )
+        if not 0 < self.header_timeout_s <= MAX_HEADER_S:
+            raise InputError(
+                f"--header-timeout must be seconds in (0, {MAX_HEADER_S:g}], "
+                f"got {self.header_timeout_s}"
             )
         if not 0 < self.sequence_timeout_s <= MAX_IDLE_S:
             raise InputError(
