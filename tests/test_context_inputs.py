@@ -16,6 +16,7 @@ from torch import nn
 
 import edgekit
 from edgekit.errors import InputError
+from tests.random_weights import spread
 
 CHARS = list("abcdefghijklmnop .")
 H, SOURCE = 16, 7
@@ -270,10 +271,7 @@ class QueryByHidden(nn.Module):
 def test_the_tutorials_decoder_step_exports_as_a_step(tmp_path: Path) -> None:
     torch.manual_seed(1)
     module = QueryByHidden().eval()
-    with torch.no_grad():  # random weights at a scale where greedy text varies
-        for p in module.parameters():
-            if p.dim() > 1:
-                p.mul_(4)
+    spread(module, 4)  # random weights at a scale where greedy text varies
     example = (torch.zeros(2, 1, dtype=torch.long), torch.zeros(1, 2, H), torch.randn(2, 5, H))
     bundle, manifest = edgekit.export(module, example, tmp_path / "tutorial", **DECLARED)
     assert "16-token prompt fed in one call" in manifest["exporter"]["step_only_why"]

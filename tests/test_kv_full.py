@@ -81,6 +81,12 @@ def test_when_full_stop_ends_the_text_at_max_length(bundles) -> None:
     assert "".join(g.stream("abc", 500, temperature=0)) == want
     assert g.generate_batch(["abc", "abc"], 500, temperature=0) == [want, want]
     assert g.check().passed
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    info = CliRunner().invoke(app, ["info", str(bundles["stop"])])
+    assert "grows along 'past' up to 40 (when full: stop)" in info.output, info.output
     with pytest.raises(InputError, match="more than the 40 positions"):
         g.generate("a" * (MAX + 1), 1)
 

@@ -86,6 +86,12 @@ def test_auto_exports_the_step_alone_and_says_why(tmp_path: Path) -> None:
     assert g.generate("abc", 60, temperature=0) == want
     assert g.generate_batch(["abc", "bca"], 60, temperature=0)[0] == want
     assert g.check().passed
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    info = CliRunner().invoke(app, ["info", str(bundle)])
+    assert "step-only: one token per call" in info.output and "one-token calls" in info.output
 
 
 def test_a_named_exporter_refuses_in_one_line(tmp_path: Path) -> None:

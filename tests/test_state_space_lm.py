@@ -18,6 +18,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.random_weights import spread
+
 transformers = pytest.importorskip("transformers", reason="needs transformers (the dev extra)")
 
 CHARS = list(string.ascii_letters + string.digits + " .")  # 64 tokens
@@ -55,10 +57,7 @@ def tiny_mamba() -> nn.Module:
     )  # fmt: skip
     torch.manual_seed(0)
     lm = transformers.MambaForCausalLM(config).eval()
-    with torch.no_grad():  # random weights at a scale where greedy text varies
-        for p in lm.parameters():
-            if p.dim() > 1:
-                p.mul_(2)
+    spread(lm, 2)  # random weights at a scale where greedy text varies
     return lm
 
 
@@ -319,10 +318,7 @@ def test_mamba2_exports_its_step_alone_where_its_longer_call_is_not_its_steps(
     )  # fmt: skip
     torch.manual_seed(0)
     lm = transformers.Mamba2ForCausalLM(config).eval()
-    with torch.no_grad():
-        for p in lm.parameters():
-            if p.dim() > 1:
-                p.mul_(2)
+    spread(lm, 2)  # random weights at a scale where greedy text varies
     empty = Mamba2Cache(config, 2, dtype=torch.float32)
     axes = {n: {1: "batch"} for n in ("conv", "ssm", "conv_out", "ssm_out")}
     with warnings.catch_warnings():

@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.random_weights import spread
+
 transformers = pytest.importorskip("transformers", reason="needs transformers (the dev extra)")
 
 CHARS = list("abcdefghijklmnop .")
@@ -43,10 +45,7 @@ def tiny_gpt2() -> nn.Module:
     )  # fmt: skip
     torch.manual_seed(0)
     lm = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # random weights at a scale where greedy text varies
-        for p in lm.parameters():
-            if p.dim() > 1:
-                p.mul_(20)
+    spread(lm, 20)  # random weights at a scale where greedy text varies
     return lm
 
 
@@ -181,10 +180,7 @@ def test_llama_with_grouped_query_attention_generates_as_its_own_cached_loop(tmp
     )  # fmt: skip
     torch.manual_seed(0)
     lm = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # random weights at a scale where greedy text varies
-        for p in lm.parameters():
-            if p.dim() > 1:
-                p.mul_(10)
+    spread(lm, 10)  # random weights at a scale where greedy text varies
     names = [(f"{kv}{i}", f"present_{kv}{i}") for i in range(LAYERS) for kv in "kv"]
     axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
     axes |= {i: {0: "batch", 2: "past"} for i, _ in names}

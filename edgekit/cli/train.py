@@ -132,6 +132,7 @@ def info(
         for s in contract.state:
             shape = list(contract.spec(s.input).shape)
             grows = f", grows along {s.grows!r} up to {s.max_length}" if s.grows else ""
+            grows += f" (when full: {s.when_full})" if s.grows else ""
             typer.echo(f"  state  {s.input} -> {s.output}  {shape}{grows}")
         for name in contract.context:
             typer.echo(f"  context {name} (one per stream, read by every step)")
@@ -142,6 +143,9 @@ def info(
                 f"parity {'passed' if parity.passed else 'FAILED'} at atol "
                 f"{parity.tolerance.atol}, rtol {parity.tolerance.rtol}"
             )
+        if contract.step_only:
+            why = f" ({exporter.step_only_why})" if exporter and exporter.step_only_why else ""
+            typer.echo(f"  step-only: one token per call, prompts fed by stepping{why}")
         for e in manifest.engines:
             typer.echo(f"  engine {e.file} ({e.gpu}, TensorRT {e.tensorrt})")
         step = manifest.step_graph
