@@ -192,6 +192,14 @@ def test_the_export_rollout_fits_in_max_length(tmp_path: Path) -> None:
     )  # fmt: skip
     rollout = manifest["parity"]["rollout"]
     assert manifest["golden"]["rollout"]["steps"] == rollout["steps"] < 40  # not the asked 200
+    with pytest.raises(InputError, match=r"one name, one size; a growing state names its input's"):
+        edgekit.export(
+            CachedDecoder(), (torch.zeros(1, 3, dtype=torch.long), past, past), tmp_path / "same",
+            input_names=["tokens", "past_k", "past_v"],
+            output_names=["logits", "present_k", "present_v"],
+            dynamic_axes={n: {2: "past"} for n in ("past_k", "past_v", "present_k", "present_v")},
+            state_pairs=[("past_k", "present_k"), ("past_v", "present_v")], max_length=40,
+        )  # fmt: skip
     with pytest.raises(InputError, match="declare max_length=N"):
         edgekit.export(
             CachedDecoder(), (torch.zeros(1, 3, dtype=torch.long), past, past), tmp_path / "no",

@@ -134,7 +134,11 @@ def _embedding_ranges(
 
 
 def _shape(
-    name: str, tensor: torch.Tensor, dims: Mapping[Any, str], sizes: dict[str, tuple[int, str]]
+    name: str,
+    tensor: torch.Tensor,
+    dims: Mapping[Any, str],
+    sizes: dict[str, tuple[int, str]],
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> tuple[int | str, ...]:
     shape: list[int | str] = [int(s) for s in tensor.shape]
     for axis, dim in dims.items():
@@ -147,8 +151,11 @@ def _shape(
         size = int(tensor.shape[axis])
         first = sizes.setdefault(dim, (size, name))
         if first[0] != size:
+            grown = {(first[1], name), (name, first[1])} & set(pairs)  # a KV cache's past, present
+            hint = "; a growing state names its input's and output's axes apart (past, total)"
             raise InputError(
-                f"axis {dim!r} is {size} in {name} but {first[0]} in {first[1]}: one name, one size"
+                f"axis {dim!r} is {size} in {name} but {first[0]} in {first[1]}: one name, one "
+                f"size{hint if grown else ''}"
             )
         shape[axis] = dim
     return tuple(shape)
@@ -212,11 +219,14 @@ def describe_module(
             f"dynamic_axes names {unknown}, which are neither inputs {in_names} nor outputs {out_names}"
         )
     sizes: dict[str, tuple[int, str]] = {}
+    named_pairs = [(i, o) for i, o in state_pairs or []]  # for a KV cache's hint
     in_specs = [
-        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes)) for n, t in inputs.items()
+        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes, named_pairs))
+        for n, t in inputs.items()
     ]
     out_specs = [
-        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes)) for n, t in outs.items()
+        TensorSpec(n, _dtype(t), _shape(n, t, dynamic.get(n, {}), sizes, named_pairs))
+        for n, t in outs.items()
     ]
 
     roles = dict(axes or {})
