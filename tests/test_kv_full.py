@@ -59,7 +59,8 @@ def post(url: str, path: str, body: dict) -> tuple[int, bytes]:
 
 def test_the_default_refuses_before_it_starts(bundles) -> None:
     g = edgekit.load(bundles["error"])
-    assert g.manifest.contract.positions() == (MAX, "error")
+    contract = g.manifest.contract
+    assert (contract.max_positions, contract.when_full) == (MAX, "error")
     assert g.generate("abc", MAX - 3, temperature=0) == torch_greedy(reference(), "abc", MAX - 3)
     for call in (
         lambda: g.generate("abc", MAX - 2),
@@ -74,7 +75,8 @@ def test_the_default_refuses_before_it_starts(bundles) -> None:
 
 def test_when_full_stop_ends_the_text_at_max_length(bundles) -> None:
     g = edgekit.load(bundles["stop"])
-    assert g.manifest.contract.positions() == (MAX, "stop")
+    contract = g.manifest.contract
+    assert (contract.max_positions, contract.when_full) == (MAX, "stop")
     assert {s.get("when_full") for s in g.manifest.to_json()["state"]} == {"stop"}
     want = torch_greedy(reference(), "abc", MAX - 3)
     assert g.generate("abc", 500, temperature=0) == want

@@ -57,7 +57,7 @@ def build_cases(
             cases.append(Case(backend, f"step bound B={b}", b, b, handle.greedy_step(b)))
             cases.append(Case(backend, f"step host B={b}", b, b, host))
     layout = handle.layout
-    room = min((p.max_length or 0 for p in contract.growing), default=max(PREFILL_LENGTHS))
+    room = contract.max_positions or max(PREFILL_LENGTHS)
     for t in (t for t in PREFILL_LENGTHS if t <= room):  # a KV cache holds at most max_length
         ids = rng.integers(*contract.int_range(layout.tokens), size=(1, t))
         drawn = contract.example(1, 1, rng)

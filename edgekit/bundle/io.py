@@ -117,9 +117,7 @@ class StatePair:
     # concat(past, new)), from empty up to max_length; None: the state keeps its shape
     grows: str | None = None
     max_length: int | None = None
-    # what generation does when the cache is full: "error" (refuse, before it starts, a request
-    # that would pass max_length) or "stop" (end the text there, as a length limit)
-    when_full: str = "error"
+    when_full: str = "error"  # past max_length: "error" (refused before it starts) | "stop"
 
 
 @dataclass
@@ -221,14 +219,16 @@ class IOContract:
         """The state pairs that grow from call to call (KV caches)."""
         return [p for p in self.state if p.grows is not None]
 
-    def positions(self) -> tuple[int, str] | None:
-        """(the most positions a stream's growing state holds, what generation does when it is
-        full: "error" | "stop"), or None where every state keeps its shape."""
-        growing = self.growing
-        if not growing:
-            return None
-        most = min(p.max_length or 0 for p in growing)
-        return most, "stop" if all(p.when_full == "stop" for p in growing) else "error"
+    @property
+    def max_positions(self) -> int | None:
+        """The most positions a growing state (a KV cache) holds; None: no state grows."""
+        return min((p.max_length or 0 for p in self.growing), default=None)
+
+    @property
+    def when_full(self) -> str:
+        """What generation does at max_positions: "stop" where export declared it, else "error"."""
+        stops = {p.when_full for p in self.growing}
+        return "stop" if stops == {"stop"} else "error"
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """The initial state of `batch` streams: zeros, keyed by state input."""

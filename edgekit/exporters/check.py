@@ -89,7 +89,7 @@ def rollout_start(
     if contract.context:
         drawn = contract.feeds(contract.sizes(batch=1, time=PROMPT_LENGTH), rng)
         context = {name: drawn[name] for name in contract.context}
-    room = min((p.max_length or 0 for p in contract.growing), default=None)
+    room = contract.max_positions
     if room is not None:  # a KV cache holds the prompt and every step
         steps = max(0, min(steps, room - prompt.shape[1]))
     return np.asarray(prompt, np.int64), context, steps

@@ -84,8 +84,8 @@ def _plain(tree: Any) -> Any:
     so each leaf has a key path."""
     if isinstance(tree, Mapping):
         return {key: _plain(value) for key, value in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_plain(value) for value in tree) if type(tree) in (tuple, list) else tree
+    if type(tree) in (tuple, list):  # a namedtuple has key paths of its own
+        return type(tree)(_plain(value) for value in tree)
     return tree
 
 

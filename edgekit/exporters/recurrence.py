@@ -34,7 +34,7 @@ def sequence_is_not_steps(plan: Plan, atol: float, rtol: float) -> str | None:
     if time is None or contract.axes[time].min > 1:  # no one-token call to compare with
         return None
     prompt, context, _ = rollout_start(plan, np.random.default_rng(1234), 0)
-    most = [contract.most(TIME), *(p.max_length for p in contract.growing)]
+    most = (contract.most(TIME), contract.max_positions)
     length = min([prompt.shape[1], *(m for m in most if m is not None)])
     if length < 2:
         return None

@@ -23,6 +23,7 @@ from edgekit.errors import InputError
 from edgekit.files import cache_dir
 from edgekit.machine import cpu_model
 from edgekit.runtimes import registry
+from edgekit.runtimes.stepper import steps_on_ort_only
 from edgekit.timing import paired_ratio
 
 DEFAULT, PEER = "ort-cpu", "openvino"
@@ -42,7 +43,7 @@ def cpu_backend(
     cached decision is reused unless `measure`."""
     if registry.get(PEER).unavailable(bundle, manifest) is not None:
         return {"backend": DEFAULT, "precision": "auto", "why": f"{PEER} is not installed"}
-    if manifest.recurrent and (manifest.contract.context or manifest.contract.growing):
+    if manifest.recurrent and steps_on_ort_only(manifest.contract):
         why = f"{PEER} does not step bundles with context inputs or growing state"
         return {"backend": DEFAULT, "precision": "auto", "why": why}
     key = _key(manifest, threads)

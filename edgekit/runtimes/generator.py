@@ -112,21 +112,21 @@ class Generator(SelfCheck):
             )
         return np.fromiter((index[ch] for ch in text), dtype=np.int64, count=len(text))
 
-    def new_tokens(self, prompt_tokens: int, asked: int) -> int:
+    def _new_tokens(self, prompt_tokens: int, asked: int) -> int:
         """How many tokens to generate after a prompt: `asked`, unless a growing state (a KV
         cache) would pass its max_length; then as many as it holds where the bundle was exported
         with when_full="stop", else one clear error before anything is computed."""
-        limit = self.backend.contract.positions()
-        if limit is None:
+        contract = self.backend.contract
+        most = contract.max_positions
+        if most is None:
             return asked
-        most, when_full = limit
         room = most - prompt_tokens
         if room < 0:
             raise InputError(
                 f"the prompt has {prompt_tokens} tokens, more than the {most} positions this "
                 "bundle's KV cache holds (max_length)"
             )
-        if asked > room and when_full == "error":
+        if asked > room and contract.when_full == "error":
             raise InputError(
                 f"a prompt of {prompt_tokens} tokens and {asked} new tokens need "
                 f"{prompt_tokens + asked} positions; this bundle's KV cache holds {most} "
@@ -173,7 +173,7 @@ class Generator(SelfCheck):
         stops: list[str],
         context: Mapping[str, np.ndarray] | None = None,
     ) -> Iterator[str]:
-        max_new_tokens = self.new_tokens(len(prompt), options.max_new_tokens)
+        max_new_tokens = self._new_tokens(len(prompt), options.max_new_tokens)
         session = self.session(options.seed, context)
         session.feed(prompt)
         decoder = Decoder(session._stepper, options.sampling, session._rng, stops, self.vocabulary)
@@ -236,7 +236,7 @@ class Generator(SelfCheck):
         )
         stops = options.stops()
         longest = max((len(p) for p in prompts), default=0)
-        max_new_tokens = self.new_tokens(longest, options.max_new_tokens)
+        max_new_tokens = self._new_tokens(longest, options.max_new_tokens)
         if not prompts or not max_new_tokens:
             return [""] * len(prompts)
         stepper = self._prefilled(prompts, context)

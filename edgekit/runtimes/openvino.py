@@ -33,7 +33,12 @@ from edgekit.bundle.manifest import Manifest
 from edgekit.errors import InputError
 from edgekit.runtimes import registry
 from edgekit.runtimes.base import Backend
-from edgekit.runtimes.stepper import StepBuffers, checked_state, prefill_chunks
+from edgekit.runtimes.stepper import (
+    StepBuffers,
+    checked_state,
+    prefill_chunks,
+    refuse_unless_ort,
+)
 
 NAME = "openvino"
 
@@ -229,10 +234,7 @@ class OpenVinoStepper(StepBuffers):
 
     def __init__(self, backend: OpenVinoBackend, batch: int) -> None:
         super().__init__(backend.layout, batch)
-        if self.layout.context or self.layout.contract.growing:
-            raise InputError(
-                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
-            )
+        refuse_unless_ort(self.layout.contract)
         tensor = ov().Tensor
         self.backend = backend
         compiled = backend.step_model(batch)

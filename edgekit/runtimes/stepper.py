@@ -50,6 +50,19 @@ def checked_state(
     return out
 
 
+def refuse_unless_ort(contract: Any) -> None:
+    """Context inputs and a growing state are held by ONNX Runtime's steppers alone: another
+    backend's stepper refuses such a bundle with this one line."""
+    if steps_on_ort_only(contract):
+        raise InputError(
+            "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
+        )
+
+
+def steps_on_ort_only(contract: Any) -> bool:
+    return bool(contract.context or contract.growing)
+
+
 PREFILL_CHUNK = 1024  # time steps per prefill call: memory stays bounded for any prompt length
 
 
@@ -88,7 +101,7 @@ def steady_greedy(stepper: Any, seed: int = 0) -> Callable[[], np.ndarray]:
     step = greedy(stepper)
     if not contract.growing:
         return step
-    room = min(p.max_length or 0 for p in contract.growing)
+    room = contract.max_positions or 0
     held = [room // 2]
     tokens = contract.layout().tokens
     low, high = contract.int_range(tokens)

@@ -22,7 +22,7 @@ from edgekit.errors import InputError
 from edgekit.runtimes import cuda, registry
 from edgekit.runtimes.base import Backend
 from edgekit.runtimes.engine_format import pick_engine, plan_buffers
-from edgekit.runtimes.stepper import checked_state, prefill_chunks
+from edgekit.runtimes.stepper import checked_state, prefill_chunks, refuse_unless_ort
 
 
 def unavailable_reason(bundle: Path, manifest: Manifest | Mapping[str, Any] | None) -> str | None:
@@ -110,10 +110,7 @@ class TrtStepper:
     def __init__(self, backend: TrtBackend, streams: int) -> None:
         if streams > backend.max_batch:
             raise InputError(f"{streams} streams exceed the engine's max batch {backend.max_batch}")
-        if backend.layout.context or backend.contract.growing:
-            raise InputError(
-                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
-            )
+        refuse_unless_ort(backend.contract)
         self.backend, self.batch = backend, streams
         self.context = backend.engine.create_execution_context()  # its own addresses and shapes
         self.stream = cuda.new_stream()
@@ -198,10 +195,9 @@ class TrtStepper:
         cuda.synchronize(self.stream)
 
     def set_context(self, values: Mapping[str, np.ndarray]) -> None:
-        if values:
-            raise InputError(
-                "bundles with context inputs or growing state step on ONNX Runtime (cpu or cuda)"
-            )
+        if values:  # a bundle without context reaches here only with some given
+            refuse_unless_ort(self.backend.contract)
+            raise InputError("this bundle takes no context")
 
     def reset(self) -> None:
         for name, nbytes in self.state_bytes.items():
