@@ -67,10 +67,10 @@ def write_models(
     for _, path, seen in read:
         if seen.contract.growing:
             raise InputError(
-                f"{path}: its state grows from call to call (a KV cache), which Triton's "
-                "onnxruntime backend cannot keep as implicit state (it sizes the output state by "
-                "the input's, and its growable state memory is for the TensorRT backend); serve "
-                "it with edgekit serve"
+                f"{path}: its state grows from call to call (a KV cache) and starts empty, which "
+                "Triton's onnxruntime backend cannot keep as implicit state (Triton 2.51 grows a "
+                "dims -1 state, but a zero-size initial state fails the first step with 'not "
+                "enough space'); serve it with edgekit serve"
             )
     for _, path in bundles:
         refuse_overlap(out, path)
